@@ -1,0 +1,43 @@
+# chinwag: `make chat` to talk to a persona, `make test` to run the tests.
+# Both create .venv and install what is needed the first time (llama-cpp-python compiles
+# llama.cpp from source: several minutes on 2 cores, once; pip caches the wheel).
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+RUN_STAMP := $(VENV)/.chinwag-run
+TEST_STAMP := $(VENV)/.chinwag-test
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: chat serve test lint bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(RUN_STAMP): pyproject.toml | $(PY)
+	@echo "Installing chinwag into $(VENV) (the first time, llama.cpp compiles: a few minutes)..."
+	$(PY) -m pip install --progress-bar off -e .
+	touch $@
+
+$(TEST_STAMP): pyproject.toml | $(PY)
+	@echo "Installing chinwag and test tools into $(VENV) (the first time, llama.cpp compiles: a few minutes)..."
+	$(PY) -m pip install --progress-bar off -e '.[test]'
+	touch $@ $(RUN_STAMP)
+
+chat: $(RUN_STAMP)
+	$(VENV)/bin/chinwag chat $(ARGS)
+
+test: $(TEST_STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(TEST_STAMP)
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
+
+bench: $(TEST_STAMP)
+	$(PY) bench/decode.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache src/*.egg-info

@@ -1,0 +1,76 @@
+"""What the benchmarks share: building and starting llama.cpp's own server, the reference."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD_SCRIPT = ROOT.parent / "shared" / "tools" / "build-llama-server"
+RESULTS = ROOT / "bench" / "results"
+
+
+def build_llama_server() -> Path:
+    """Build (once, cached) llama.cpp's server from the llama-cpp-python version we run."""
+    if not BUILD_SCRIPT.exists():
+        sys.exit(f"cannot find {BUILD_SCRIPT}: the reference server cannot be built")
+    print("building llama-server (cached after the first time)...", file=sys.stderr, flush=True)
+    out = subprocess.run(["bash", str(BUILD_SCRIPT)], env={**os.environ, "PYTHON": sys.executable},
+                         check=True, capture_output=True, text=True)
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def llama_server(model: Path, *args: str) -> Iterator[str]:
+    """Run llama-server on 127.0.0.1 with ``args``; yield its base URL; stop it after."""
+    folder = build_llama_server()
+    port = free_port()
+    log = open(RESULTS / "llama-server.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([str(folder / "llama-server"), "-m", str(model), "--host", "127.0.0.1",
+                             "--port", str(port), *args],
+                            env={**os.environ, "LD_LIBRARY_PATH": str(folder)},
+                            stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                sys.exit(f"llama-server exited with {proc.returncode}; see {log.name}")
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        else:
+            sys.exit("llama-server did not become ready in 120 s")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def write_results(name: str, data: dict[str, object]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return path

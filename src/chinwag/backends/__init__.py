@@ -1,0 +1,33 @@
+"""Language backends: one interface (``LanguageBackend``), several ways to run a model."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from chinwag.backends.base import Capabilities, LanguageBackend, ModelInfo
+from chinwag.backends.scripted import ScriptedBackend
+from chinwag.models import Progress, resolve_model
+
+if TYPE_CHECKING:
+    from chinwag.settings import Settings
+
+__all__ = ["Capabilities", "LanguageBackend", "ModelInfo", "ScriptedBackend", "load_backend"]
+
+
+def load_backend(settings: Settings, progress: Progress | None = None) -> LanguageBackend:
+    """The backend the settings describe (for now: llama.cpp on a GGUF file).
+
+    Args:
+        settings: chinwag's settings (model path or repo, n_ctx, threads, chat format).
+        progress: called as ``progress(done, total)`` bytes while the embedded model is first
+            assembled.
+
+    Raises:
+        ModelNotFound, ModelLoadError, ConfigError, BackendError: see ``LlamaCppBackend``.
+    """
+    from chinwag.backends.llamacpp import LlamaCppBackend
+
+    path = resolve_model(settings, progress)
+    return LlamaCppBackend(path, n_ctx=settings.n_ctx, n_batch=settings.n_batch,
+                           n_threads=settings.n_threads, n_gpu_layers=settings.n_gpu_layers,
+                           chat_format=settings.chat_format)

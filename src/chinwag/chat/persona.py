@@ -1,0 +1,193 @@
+"""Personas: who the chatbot is. Loaded from YAML; built-ins ship in ``chinwag/personas/``.
+
+A persona file::
+
+    name: villager                 # the id used on the command line (--persona villager)
+    character: Bertha              # the character's name: {name} in the prompt, the transcript speaker
+    description: an old villager of Limbo
+    location: the village of Limbo
+    user_name: Traveller           # how the transcript names the person talking ({user})
+    system_prompt: |
+      You are {name}, {description}, in {location}. You are talking with {user}.
+    examples:                      # example exchanges, sent before the conversation
+      - user: Hello!
+        assistant: Well met, traveller!
+    sampling: {temperature: 0.7, max_tokens: 80}
+    chat_format: null              # a named format for models without a template
+    greeting: Well met, traveller!
+
+User files (``~/.config/chinwag/personas/*.yaml`` or ``--personas DIR``) override built-ins of
+the same name.
+"""
+
+from __future__ import annotations
+
+import string
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from chinwag.errors import InvalidParams, PersonaError, UnknownPersona
+from chinwag.prompting.base import Speakers
+from chinwag.types import Message, SamplingParams
+
+PLACEHOLDERS = ("name", "description", "location", "user")
+
+
+class Example(BaseModel):
+    """One example exchange: what the user says and how the persona answers."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    user: str
+    assistant: str
+
+
+class Persona(BaseModel):
+    """A chatbot's identity, prompt, examples and sampling settings (see the module docstring).
+
+    Raises (at construction):
+        pydantic.ValidationError: a missing name, a field of the wrong type, an unknown field,
+            a placeholder other than {name}, {description}, {location}, {user}, or a sampling
+            value out of range.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    character: str | None = None
+    description: str = ""
+    location: str = ""
+    user_name: str = "User"
+    system_prompt: str = "You are {name}, {description}."
+    examples: tuple[Example, ...] = ()
+    sampling: dict[str, Any] = Field(default_factory=dict)
+    chat_format: str | None = None
+    greeting: str | None = None
+
+    @field_validator("system_prompt")
+    @classmethod
+    def _known_placeholders(cls, value: str) -> str:
+        for _, field, _, _ in string.Formatter().parse(value):
+            if field is not None and field not in PLACEHOLDERS:
+                raise ValueError(f"unknown placeholder {{{field}}}; use "
+                                 + ", ".join("{" + p + "}" for p in PLACEHOLDERS))
+        return value
+
+    @field_validator("sampling")
+    @classmethod
+    def _valid_sampling(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            SamplingParams().with_(**value)
+        except InvalidParams as e:
+            raise ValueError(str(e)) from None
+        return value
+
+    @property
+    def display_name(self) -> str:
+        """The character's name: ``character``, else the persona name capitalised."""
+        return self.character or self.name.replace("_", " ").replace("-", " ").title()
+
+    def speakers(self, user: str | None = None) -> Speakers:
+        """Names for a transcript: the character and the person (``user`` or ``user_name``)."""
+        return Speakers(assistant=self.display_name, user=user or self.user_name)
+
+    def system_text(self, user: str | None = None) -> str:
+        """The system prompt with its placeholders filled in."""
+        return self.system_prompt.format(name=self.display_name, description=self.description,
+                                         location=self.location, user=user or self.user_name)
+
+    def preamble(self, user: str | None = None) -> list[Message]:
+        """System prompt and example exchanges, as messages (always sent, never trimmed)."""
+        messages = [Message("system", self.system_text(user))]
+        for ex in self.examples:
+            messages += [Message("user", ex.user), Message("assistant", ex.assistant)]
+        return messages
+
+    def sampling_params(self, base: SamplingParams | None = None) -> SamplingParams:
+        """``base`` (default: chinwag's defaults) with this persona's sampling settings on top."""
+        return (base or SamplingParams()).with_(**self.sampling)
+
+
+def _line_of(text: str, key: str) -> int | None:
+    """1-based line of a top-level ``key`` in YAML ``text``, if it can be found."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    if isinstance(node, yaml.MappingNode):
+        for k, _ in node.value:
+            if getattr(k, "value", None) == key:
+                return int(k.start_mark.line) + 1
+    return None
+
+
+def load_persona_file(path: Path) -> Persona:
+    """Read one persona YAML file.
+
+    Raises:
+        PersonaError: unreadable file, broken YAML (with its line), or an invalid persona
+            (with the field, the problem and the field's line).
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise PersonaError(f"cannot read persona file: {e.strerror}", path=str(path)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        problem = getattr(e, "problem", None) or str(e)
+        raise PersonaError(f"not valid YAML: {problem}", path=str(path),
+                           line=mark.line + 1 if mark is not None else None) from None
+    if not isinstance(data, dict):
+        raise PersonaError("a persona file must be a mapping (name: ..., system_prompt: ...)",
+                           path=str(path), line=1)
+    data.setdefault("name", path.stem)
+    try:
+        return Persona(**data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else ""
+        where = ".".join(str(p) for p in err["loc"])
+        raise PersonaError(f"{where}: {err['msg']}" if where else err["msg"], path=str(path),
+                           line=_line_of(text, field)) from None
+
+
+def builtin_personas_dir() -> Path:
+    """The folder of the personas that ship with chinwag."""
+    return Path(str(files("chinwag").joinpath("personas")))
+
+
+def load_personas(user_dir: Path | None = None) -> dict[str, Persona]:
+    """Every persona: built-ins, then the YAML files of ``user_dir`` (overriding by name).
+
+    Raises:
+        PersonaError: a file that cannot be loaded (a missing ``user_dir`` is not an error
+            unless it exists as a file).
+    """
+    personas: dict[str, Persona] = {}
+    for folder in (builtin_personas_dir(), user_dir):
+        if folder is None or not folder.exists():
+            continue
+        if not folder.is_dir():
+            raise PersonaError("the personas path is not a folder", path=str(folder))
+        for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
+            persona = load_persona_file(path)
+            personas[persona.name] = persona
+    return personas
+
+
+def get_persona(name: str, user_dir: Path | None = None) -> Persona:
+    """The persona called ``name``.
+
+    Raises:
+        UnknownPersona: no persona has that name (the error lists the known ones).
+        PersonaError: a persona file cannot be loaded.
+    """
+    personas = load_personas(user_dir)
+    if name not in personas:
+        raise UnknownPersona(name, sorted(personas))
+    return personas[name]

@@ -1,0 +1,19 @@
+"""The ``chinwag`` command: chat, complete, models, personas."""
+
+from __future__ import annotations
+
+import typer
+
+from chinwag.cli import chat, complete, info
+
+app = typer.Typer(name="chinwag", no_args_is_help=True, add_completion=False,
+                  help="Chat with LLM personas on a local model.")
+app.command("chat")(chat.chat)
+app.command("complete")(complete.complete)
+app.command("models")(info.models)
+app.command("personas")(info.personas)
+
+
+def main() -> None:
+    """Entry point of the ``chinwag`` script."""
+    app()

@@ -1,0 +1,80 @@
+"""``chinwag chat``: talk to a persona in the terminal.
+
+Interactive when stdin is a terminal (``repl.py``); otherwise one message per input line and
+one answer per message, so ``printf 'Hello!\\n' | chinwag chat --persona villager`` works.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, TextIO
+
+import typer
+
+from chinwag.chat import Chatbot, get_persona
+from chinwag.cli.common import (
+    ChatFormatOpt, ConfigOpt, MaxTokensOpt, MinPOpt, ModelOpt, NCtxOpt, PersonasOpt,
+    RepeatPenaltyOpt, SeedOpt, TemperatureOpt, ThreadsOpt, TopKOpt, TopPOpt, friendly_errors,
+    open_backend, sampling_flags, settings_from,
+)
+from chinwag.cli.session import ChatSession
+from chinwag.errors import ChinwagError
+
+
+@friendly_errors
+def chat(
+    persona: Annotated[str | None, typer.Option(
+        "--persona", "-p", help="Persona to talk to [env: CHINWAG_PERSONA; default assistant].",
+        show_default=False)] = None,
+    model: ModelOpt = None, chat_format: ChatFormatOpt = None, n_ctx: NCtxOpt = None,
+    threads: ThreadsOpt = None, personas_dir: PersonasOpt = None, config: ConfigOpt = None,
+    user: Annotated[str | None, typer.Option(
+        "--user", help="Your name in the conversation (default: the persona's user_name).",
+        show_default=False)] = None,
+    max_tokens: MaxTokensOpt = None, temperature: TemperatureOpt = None, top_k: TopKOpt = None,
+    top_p: TopPOpt = None, min_p: MinPOpt = None, repeat_penalty: RepeatPenaltyOpt = None,
+    seed: SeedOpt = None,
+) -> None:
+    """Chat with a persona, answers streamed token by token."""
+    settings = settings_from(config, persona=persona, model=model, chat_format=chat_format,
+                             n_ctx=n_ctx, n_threads=threads, personas_dir=personas_dir)
+    found = get_persona(settings.persona, settings.user_personas_dir())
+    overrides = sampling_flags(max_tokens=max_tokens, temperature=temperature, top_k=top_k,
+                               top_p=top_p, min_p=min_p, repeat_penalty=repeat_penalty, seed=seed)
+    backend = open_backend(settings)
+    chatbot = Chatbot(backend, found, user=user, **overrides)
+    session = ChatSession(backend, chatbot, settings.user_personas_dir(), sys.stdout)
+    try:
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            from chinwag.cli.repl import run_repl
+
+            run_repl(session, settings.cache_dir)
+        else:
+            run_piped(session, sys.stdin, sys.stdout)
+    finally:
+        backend.close()
+
+
+def run_piped(session: ChatSession, lines: TextIO, out: TextIO) -> None:
+    """Answer each non-empty input line (slash commands work too); one answer per line.
+
+    A turn that fails (a message too long for the context) prints an error line and the
+    session goes on with the next message.
+    """
+    for raw in lines:
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith("/"):
+            session.command(line)
+            if session.done:
+                return
+            continue
+        try:
+            for piece in session.chatbot.send(line):
+                out.write(piece)
+                out.flush()
+        except ChinwagError as e:
+            print(f"error: {e}", file=sys.stderr)
+        out.write("\n")
+        out.flush()

@@ -1,0 +1,69 @@
+"""``chinwag models`` and ``chinwag personas``: what is there to chat with."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from chinwag.chat.persona import builtin_personas_dir, load_personas
+from chinwag.cli.common import (
+    ChatFormatOpt, ConfigOpt, ModelOpt, NCtxOpt, PersonasOpt, ThreadsOpt, friendly_errors,
+    open_backend, settings_from,
+)
+
+console = Console(highlight=False)
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "?"
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return str(n)
+
+
+def _count(n: int | None) -> str:
+    if n is None:
+        return "?"
+    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.0f}M"
+
+
+@friendly_errors
+def models(model: ModelOpt = None, n_ctx: NCtxOpt = None, threads: ThreadsOpt = None,
+           chat_format: ChatFormatOpt = None, config: ConfigOpt = None) -> None:
+    """Show the model in use: file, size, parameters, n_ctx, chat format."""
+    settings = settings_from(config, model=model, n_ctx=n_ctx, n_threads=threads,
+                             chat_format=chat_format)
+    backend = open_backend(settings)
+    info = backend.info()
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column()
+    ctx = f"{info.n_ctx}" + (f" (trained: {info.n_ctx_train})" if info.n_ctx_train else "")
+    rows = [("model", info.name), ("file", info.path or "-"), ("size", _size(info.size_bytes)),
+            ("parameters", _count(info.parameters)), ("n_ctx", ctx),
+            ("chat format", info.chat_format)]
+    rows += [(k, str(v)) for k, v in info.extra.items()]
+    for key, value in rows:
+        table.add_row(key, value)
+    console.print(table)
+    backend.close()
+
+
+@friendly_errors
+def personas(personas_dir: PersonasOpt = None, config: ConfigOpt = None) -> None:
+    """List the personas: built-in ones and your own (which override built-ins by name)."""
+    settings = settings_from(config, personas_dir=personas_dir)
+    user_dir = settings.user_personas_dir()
+    found = load_personas(user_dir)
+    builtin = {p.stem for p in builtin_personas_dir().glob("*.yaml")}
+    table = Table("name", "character", "description", "source")
+    for name, persona in sorted(found.items()):
+        user_file = any((user_dir / f"{name}{ext}").exists() for ext in (".yaml", ".yml"))
+        source = "user" if user_file or name not in builtin else "built-in"
+        table.add_row(name, persona.display_name, persona.description, source)
+    console.print(table)
+    console.print(f"[dim]user personas: {user_dir}[/]")

@@ -1,0 +1,181 @@
+"""A GGUF model loaded by llama.cpp: weights, tokenizer and metadata (no context, no KV cache)."""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from collections import deque
+from pathlib import Path
+
+import llama_cpp
+
+from chinwag.errors import BackendError, ModelLoadError
+from chinwag.models import check_gguf
+
+_LOG_LINES: deque[str] = deque(maxlen=40)
+_LOG_LOCK = threading.Lock()
+_backend_ready = False
+
+
+@llama_cpp.llama_log_callback  # type: ignore[misc]
+def _quiet_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    """Keep llama.cpp's log out of the terminal; remember its last lines for error messages."""
+    _LOG_LINES.append(text.decode("utf-8", errors="replace"))
+
+
+def _init_backend() -> None:
+    global _backend_ready
+    with _LOG_LOCK:
+        if not _backend_ready:
+            llama_cpp.llama_log_set(_quiet_log, ctypes.c_void_p(0))
+            llama_cpp.llama_backend_init()
+            _backend_ready = True
+
+
+def recent_log(lines: int = 6) -> str:
+    """The last lines llama.cpp logged, joined (for error messages)."""
+    text = "".join(_LOG_LINES).strip().splitlines()
+    return " | ".join(line.strip() for line in text[-lines:] if line.strip())
+
+
+class LlamaModel:
+    """Weights and vocabulary of one GGUF model.
+
+    Args:
+        path: the GGUF file.
+        n_gpu_layers: layers to offload to a GPU (-1 = all); ignored by CPU builds.
+
+    Raises:
+        ModelNotFound, ModelLoadError: the file is missing, is not a GGUF, or llama.cpp
+            refuses it (the message quotes llama.cpp's log).
+    """
+
+    def __init__(self, path: Path, *, n_gpu_layers: int = 0) -> None:
+        self.path = check_gguf(Path(path))
+        _init_backend()
+        params = llama_cpp.llama_model_default_params()
+        params.n_gpu_layers = 999 if n_gpu_layers < 0 else n_gpu_layers
+        self._model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), params)
+        if not self._model:
+            raise ModelLoadError(f"llama.cpp could not load {self.path}: {recent_log()}")
+        self.vocab = llama_cpp.llama_model_get_vocab(self._model)
+        self.n_vocab: int = llama_cpp.llama_vocab_n_tokens(self.vocab)
+        self._pieces: dict[int, bytes] = {}
+        self._buf = ctypes.create_string_buffer(256)
+        self.bos_token_id: int = llama_cpp.llama_vocab_bos(self.vocab)
+        self.eos_token_id: int = llama_cpp.llama_vocab_eos(self.vocab)
+        self.add_bos: bool = bool(llama_cpp.llama_vocab_get_add_bos(self.vocab))
+
+    @property
+    def handle(self) -> llama_cpp.llama_model_p:
+        """The ``llama_model *`` pointer, for ``Engine``."""
+        if not self._model:
+            raise BackendError("the model was closed")
+        return self._model
+
+    def tokenize(self, text: str, *, add_special: bool = True,
+                 parse_special: bool = True) -> list[int]:
+        """Token ids of ``text``.
+
+        Args:
+            add_special: add BOS if the model wants one (as llama.cpp does for a prompt), unless
+                the text already starts with the BOS token's text.
+            parse_special: read control-token text (``<start_of_turn>``) as control tokens, as
+                chat templates need.
+        """
+        data = text.encode("utf-8")
+        if add_special and self.add_bos and self.bos_text and text.startswith(self.bos_text):
+            add_special = False
+        capacity = len(data) + 8
+        out = (llama_cpp.llama_token * capacity)()
+        n = llama_cpp.llama_tokenize(self.vocab, data, len(data), out, capacity,
+                                     add_special, parse_special)
+        if n < 0:
+            capacity = -n
+            out = (llama_cpp.llama_token * capacity)()
+            n = llama_cpp.llama_tokenize(self.vocab, data, len(data), out, capacity,
+                                         add_special, parse_special)
+        if n < 0:
+            raise BackendError(f"tokenizing failed ({n})")
+        return list(out[:n])
+
+    def piece(self, token: int) -> bytes:
+        """The bytes a token stands for (control tokens give b""), cached per token."""
+        cached = self._pieces.get(token)
+        if cached is None:
+            n = llama_cpp.llama_token_to_piece(self.vocab, token, self._buf, len(self._buf), 0,
+                                               False)
+            if n < 0:
+                buf = ctypes.create_string_buffer(-n)
+                n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, -n, 0, False)
+                cached = buf.raw[:n]
+            else:
+                cached = self._buf.raw[:n]
+            self._pieces[token] = cached
+        return cached
+
+    def detokenize(self, tokens: list[int]) -> str:
+        """The text of ``tokens`` (invalid UTF-8 replaced), control tokens left out."""
+        return b"".join(self.piece(t) for t in tokens).decode("utf-8", errors="replace")
+
+    def is_eog(self, token: int) -> bool:
+        """True for end-of-generation tokens (EOS, end-of-turn)."""
+        return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
+
+    def token_text(self, token: int) -> str:
+        """The vocabulary's text of a token, control tokens included (``<bos>``)."""
+        if token < 0:
+            return ""
+        raw = llama_cpp.llama_vocab_get_text(self.vocab, token)
+        return raw.decode("utf-8", errors="replace") if raw else ""
+
+    @property
+    def bos_text(self) -> str:
+        return self.token_text(self.bos_token_id)
+
+    @property
+    def eos_text(self) -> str:
+        return self.token_text(self.eos_token_id)
+
+    def meta(self, key: str) -> str | None:
+        """A GGUF metadata value as text (``general.architecture``...), or None if absent."""
+        size = 256
+        while True:
+            buf = ctypes.create_string_buffer(size)
+            n = llama_cpp.llama_model_meta_val_str(self.handle, key.encode(), buf, size)
+            if n < 0:
+                return None
+            if n < size:
+                return buf.value.decode("utf-8", errors="replace")
+            size = n + 1
+
+    @property
+    def chat_template(self) -> str | None:
+        """The model's own Jinja chat template (``tokenizer.chat_template``), if it has one."""
+        return self.meta("tokenizer.chat_template") or None
+
+    @property
+    def n_params(self) -> int:
+        return int(llama_cpp.llama_model_n_params(self.handle))
+
+    @property
+    def n_ctx_train(self) -> int:
+        return int(llama_cpp.llama_model_n_ctx_train(self.handle))
+
+    @property
+    def description(self) -> str:
+        buf = ctypes.create_string_buffer(256)
+        llama_cpp.llama_model_desc(self.handle, buf, len(buf))
+        return buf.value.decode("utf-8", errors="replace")
+
+    def close(self) -> None:
+        """Free the weights. Idempotent."""
+        if self._model:
+            llama_cpp.llama_model_free(self._model)
+            self._model = None
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass

@@ -1,0 +1,266 @@
+"""The engine: a llama.cpp context and the step loop that advances sequences through it.
+
+Each step builds one ``llama_batch`` holding, for every active sequence, either its last sampled
+token (decoding) or the next chunk of its prompt (prefill), runs one ``llama_decode``, then
+samples one token for every sequence whose logits came out. Sequences in the decode phase go
+first so that a long prompt never delays tokens already being streamed.
+
+This issue runs one sequence at a time (``n_seq_max=1`` and a lock held by the caller that
+drives the loop); the step loop already handles many, so batching several only needs a driver
+thread and more sequence ids.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import llama_cpp
+import numpy as np
+
+from chinwag.engine.model import LlamaModel, recent_log
+from chinwag.engine.sampler import Sampler
+from chinwag.errors import BackendError, ContextOverflow, InvalidParams
+from chinwag.types import FinishReason, SamplingParams
+
+
+@dataclass(eq=False)
+class Sequence:
+    """One prompt being continued by the engine.
+
+    Attributes:
+        seq_id: llama.cpp sequence id (its KV cells carry it).
+        prompt: prompt token ids.
+        max_tokens: most tokens to sample.
+        n_past: tokens of this sequence already in the KV cache.
+        n_generated: tokens sampled so far (end-of-generation tokens excluded).
+        finish_reason: None while running; ``stop``, ``length`` or ``cancelled`` after.
+    """
+
+    seq_id: int
+    prompt: list[int]
+    sampler: Sampler
+    max_tokens: int
+    n_past: int = 0
+    n_prompt_done: int = 0
+    last_token: int = -1
+    n_generated: int = 0
+    finish_reason: FinishReason | None = None
+    new_tokens: deque[int] = field(default_factory=deque)
+
+    @property
+    def prefilling(self) -> bool:
+        return self.n_prompt_done < len(self.prompt)
+
+
+class Engine:
+    """A llama.cpp context running sequences of one model.
+
+    Args:
+        model: the loaded model.
+        n_ctx: context window per sequence, tokens.
+        n_batch: most tokens in one ``llama_decode`` call (prompt chunks are this long).
+        n_threads: CPU threads; default: all cores.
+        n_seq_max: sequences that may share the context at once.
+
+    Raises:
+        BackendError: llama.cpp could not create the context (the message quotes its log).
+    """
+
+    def __init__(self, model: LlamaModel, *, n_ctx: int = 4096, n_batch: int = 512,
+                 n_threads: int | None = None, n_seq_max: int = 1) -> None:
+        self.model = model
+        threads = n_threads or os.cpu_count() or 1
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = n_ctx * n_seq_max
+        params.n_batch = n_batch
+        params.n_ubatch = min(n_batch, 512)
+        params.n_seq_max = n_seq_max
+        params.n_threads = threads
+        params.n_threads_batch = threads
+        params.no_perf = True
+        self._ctx = llama_cpp.llama_init_from_model(model.handle, params)
+        if not self._ctx:
+            raise BackendError(f"llama.cpp could not create a context: {recent_log()}")
+        self.n_ctx = n_ctx
+        self.n_batch = n_batch
+        self.n_threads = threads
+        self._mem = llama_cpp.llama_get_memory(self._ctx)
+        self._batch = llama_cpp.llama_batch_init(n_batch, 0, n_seq_max)
+        self._free_ids: list[int] = list(range(n_seq_max))
+        self._active: list[Sequence] = []
+        self._lock = threading.Lock()
+
+    # -- generation ----------------------------------------------------------------------------
+
+    def submit(self, prompt: list[int], params: SamplingParams,
+               grammar: str | None = None) -> Sequence:
+        """Check and register a prompt; tokens come from ``run(sequence)``.
+
+        Raises:
+            InvalidParams: the prompt has no tokens.
+            ContextOverflow: the prompt does not leave room for one token of reply.
+            SchemaError: the grammar was rejected.
+        """
+        if not prompt:
+            raise InvalidParams("the prompt is empty", param="prompt")
+        if len(prompt) >= self.n_ctx:
+            raise ContextOverflow(len(prompt), self.n_ctx)
+        sampler = Sampler(self.model.vocab, self.model.n_vocab, params, grammar)
+        return Sequence(seq_id=-1, prompt=list(prompt), sampler=sampler,
+                        max_tokens=params.max_tokens)
+
+    def run(self, seq: Sequence) -> Iterator[int]:
+        """Advance ``seq`` to its end, yielding each sampled token id as it comes.
+
+        Closing the iterator early cancels the sequence (``finish_reason == "cancelled"``)
+        and frees its KV cells and sampler.
+
+        Raises:
+            BackendError: ``llama_decode`` failed.
+        """
+        with self._lock:
+            self._admit(seq)
+            try:
+                while seq.finish_reason is None:
+                    self._step()
+                    while seq.new_tokens:
+                        yield seq.new_tokens.popleft()
+                while seq.new_tokens:
+                    yield seq.new_tokens.popleft()
+            finally:
+                if seq.finish_reason is None:
+                    seq.finish_reason = "cancelled"
+                self._release(seq)
+
+    def _admit(self, seq: Sequence) -> None:
+        if not self._free_ids:
+            raise BackendError("no free sequence slot")
+        seq.seq_id = self._free_ids.pop(0)
+        llama_cpp.llama_memory_seq_rm(self._mem, seq.seq_id, -1, -1)
+        self._active.append(seq)
+
+    def _release(self, seq: Sequence) -> None:
+        if seq in self._active:
+            self._active.remove(seq)
+            llama_cpp.llama_memory_seq_rm(self._mem, seq.seq_id, -1, -1)
+            self._free_ids.append(seq.seq_id)
+        seq.sampler.close()
+
+    def _step(self) -> None:
+        batch, n, wants = self._batch, 0, []
+        for seq in self._active:  # decoding sequences first: one token each
+            if not seq.prefilling:
+                self._put(n, seq.last_token, seq.n_past, seq.seq_id, True)
+                wants.append((seq, n))
+                seq.n_past += 1
+                n += 1
+        for seq in self._active:  # then prompt chunks, in the room left
+            if seq.prefilling and n < self.n_batch:
+                start = seq.n_prompt_done
+                chunk = seq.prompt[start:start + self.n_batch - n]
+                for tok in chunk:
+                    self._put(n, tok, seq.n_past, seq.seq_id, False)
+                    seq.n_past += 1
+                    n += 1
+                seq.n_prompt_done += len(chunk)
+                if not seq.prefilling:
+                    batch.logits[n - 1] = 1
+                    wants.append((seq, n - 1))
+        batch.n_tokens = n
+        rc = llama_cpp.llama_decode(self._ctx, batch)
+        if rc != 0:
+            raise BackendError(f"llama_decode failed with code {rc}: {recent_log()}")
+        for seq, index in wants:
+            self._accept(seq, seq.sampler.sample(self._ctx, index))
+
+    def _put(self, i: int, token: int, pos: int, seq_id: int, logits: bool) -> None:
+        b = self._batch
+        b.token[i] = token
+        b.pos[i] = pos
+        b.n_seq_id[i] = 1
+        b.seq_id[i][0] = seq_id
+        b.logits[i] = logits
+
+    def _accept(self, seq: Sequence, token: int) -> None:
+        if self.model.is_eog(token):
+            seq.finish_reason = "stop"
+            return
+        seq.n_generated += 1
+        seq.last_token = token
+        seq.new_tokens.append(token)
+        if seq.n_generated >= seq.max_tokens or seq.n_past >= self.n_ctx:
+            seq.finish_reason = "length"
+
+    # -- scoring -------------------------------------------------------------------------------
+
+    def logprobs(self, tokens: list[int], start: int) -> list[float]:
+        """Natural-log probability of each of ``tokens[start:]`` given the tokens before it.
+
+        Args:
+            tokens: a whole token sequence (prompt then continuation).
+            start: index of the first token to score (>= 1: the first token has no context).
+
+        Raises:
+            ContextOverflow: the tokens do not fit in the context window.
+            InvalidParams: ``start`` is out of range.
+        """
+        if not 1 <= start <= len(tokens):
+            raise InvalidParams(f"start must be in [1, {len(tokens)}], got {start}")
+        if len(tokens) > self.n_ctx:
+            raise ContextOverflow(len(tokens), self.n_ctx)
+        with self._lock:
+            if not self._free_ids:
+                raise BackendError("no free sequence slot")
+            seq_id = self._free_ids.pop(0)
+            try:
+                return self._score(tokens, start, seq_id)
+            finally:
+                llama_cpp.llama_memory_seq_rm(self._mem, seq_id, -1, -1)
+                self._free_ids.append(seq_id)
+
+    def _score(self, tokens: list[int], start: int, seq_id: int) -> list[float]:
+        llama_cpp.llama_memory_seq_rm(self._mem, seq_id, -1, -1)
+        scores: list[float] = []
+        for begin in range(0, len(tokens) - 1, self.n_batch):
+            chunk = range(begin, min(begin + self.n_batch, len(tokens) - 1))
+            for i, pos in enumerate(chunk):
+                self._put(i, tokens[pos], pos, seq_id, pos >= start - 1)
+            self._batch.n_tokens = len(chunk)
+            rc = llama_cpp.llama_decode(self._ctx, self._batch)
+            if rc != 0:
+                raise BackendError(f"llama_decode failed with code {rc}: {recent_log()}")
+            for i, pos in enumerate(chunk):
+                if pos >= start - 1:
+                    scores.append(self._logprob_at(i, tokens[pos + 1]))
+        return scores
+
+    def _logprob_at(self, index: int, token: int) -> float:
+        ptr = llama_cpp.llama_get_logits_ith(self._ctx, index)
+        logits = np.ctypeslib.as_array(ptr, shape=(self.model.n_vocab,)).astype(np.float64)
+        top = logits.max()
+        return float(logits[token] - top - np.log(np.exp(logits - top).sum()))
+
+    # -- lifetime ------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Free the context and batch. Idempotent."""
+        if self._ctx:
+            llama_cpp.llama_batch_free(self._batch)
+            llama_cpp.llama_free(self._ctx)
+            self._ctx = None
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    @property
+    def handle(self) -> Any:
+        """The ``llama_context *`` pointer."""
+        return self._ctx

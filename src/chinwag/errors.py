@@ -1,0 +1,117 @@
+"""The exception tree of chinwag.
+
+Every error chinwag raises on purpose is a ``ChinwagError``; edges (the CLI, later the HTTP
+server) translate these classes, and only these, into messages and status codes::
+
+    ChinwagError
+    ├── ConfigError                 bad settings, flags or environment variables
+    │   ├── PersonaError            a persona file that cannot be read or validated (names file, line)
+    │   └── UnknownPersona          a persona name nobody defined (lists the known ones)
+    ├── InvalidParams               a sampling value out of range, an unknown parameter
+    ├── ModelError                  anything about the weights
+    │   ├── ModelNotFound           no file at the path, not in the Hugging Face cache
+    │   └── ModelLoadError          a file that is not a GGUF, or that llama.cpp refuses
+    ├── FormatError                 a chat template or named format that cannot render the messages
+    ├── ContextOverflow             a prompt longer than the context window (both token counts)
+    ├── BackendError                the backend failed while generating
+    ├── SchemaError                 a JSON Schema that cannot be turned into a grammar
+    └── Cancelled                   generation stopped by the caller (Ctrl-C, a closed stream)
+"""
+
+from __future__ import annotations
+
+
+class ChinwagError(Exception):
+    """Base class of every error chinwag raises on purpose."""
+
+
+class ConfigError(ChinwagError):
+    """Settings, flags or environment variables that make no sense together."""
+
+
+class PersonaError(ConfigError):
+    """A persona file that cannot be parsed or validated.
+
+    Attributes:
+        path: the file, as given.
+        line: 1-based line of the problem when the YAML parser knows it, else None.
+    """
+
+    def __init__(self, message: str, *, path: str, line: int | None = None) -> None:
+        where = f"{path}:{line}" if line is not None else path
+        super().__init__(f"{where}: {message}")
+        self.path = path
+        self.line = line
+
+
+class UnknownPersona(ConfigError):
+    """A persona name that no built-in or user file defines.
+
+    Attributes:
+        name: the name asked for.
+        known: every persona name that exists, sorted.
+    """
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(f"unknown persona {name!r}; known personas: {', '.join(known)}")
+        self.name = name
+        self.known = known
+
+
+class InvalidParams(ChinwagError):
+    """A sampling or request parameter outside its allowed range.
+
+    Attributes:
+        param: the parameter's name (``temperature``, ``top_p``, ...), or None.
+    """
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class ModelError(ChinwagError):
+    """Anything wrong with the model weights."""
+
+
+class ModelNotFound(ModelError):
+    """No model file at the path given, nor in the Hugging Face cache."""
+
+
+class ModelLoadError(ModelError):
+    """A file that exists but is not a GGUF llama.cpp can load."""
+
+
+class FormatError(ChinwagError):
+    """A chat template or named chat format that cannot render the messages given."""
+
+
+class ContextOverflow(ChinwagError):
+    """A prompt that does not fit in the model's context window.
+
+    Attributes:
+        prompt_tokens: tokens in the prompt.
+        n_ctx: the context window, in tokens.
+        max_tokens: tokens reserved for the reply (0 when none were reserved).
+    """
+
+    def __init__(self, prompt_tokens: int, n_ctx: int, max_tokens: int = 0) -> None:
+        room = f" with {max_tokens} reserved for the reply" if max_tokens else ""
+        super().__init__(
+            f"the prompt has {prompt_tokens} tokens but the context window holds {n_ctx}{room}"
+        )
+        self.prompt_tokens = prompt_tokens
+        self.n_ctx = n_ctx
+        self.max_tokens = max_tokens
+
+
+class BackendError(ChinwagError):
+    """The backend failed while tokenizing, decoding or sampling."""
+
+
+class SchemaError(ChinwagError):
+    """A JSON Schema that cannot be enforced (not valid, or beyond what the grammar supports)."""
+
+
+class Cancelled(ChinwagError):
+    """Generation was stopped by the caller before it finished."""

@@ -1,0 +1,165 @@
+"""The llama.cpp backend on the real embedded model (Gemma 3 270M base, Q4_K_M)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from chinwag.chat import Chatbot, get_persona
+from chinwag.errors import ContextOverflow, InvalidParams, ModelLoadError, SchemaError
+from chinwag.types import Message, SamplingParams, TokenEvent, collect
+
+pytestmark = pytest.mark.slow
+
+GREEDY = SamplingParams(temperature=0, max_tokens=24, repeat_penalty=1.0)
+
+
+def test_completion_produces_text(llama: Any) -> None:
+    events = list(llama.generate("Once upon a time, there was a", GREEDY))
+    pieces = [e for e in events if isinstance(e, TokenEvent)]
+    text, done = collect(iter(events))
+    assert len(pieces) > 3 and len(text.split()) >= 4
+    assert done.usage.completion_tokens == 24 and done.finish_reason == "length"
+    assert done.usage.prompt_tokens == llama.count_tokens("Once upon a time, there was a")
+
+
+def test_same_seed_same_text(llama: Any) -> None:
+    params = SamplingParams(temperature=1.0, seed=1234, max_tokens=32)
+    first = collect(llama.generate("The weather today is", params))[0]
+    second = collect(llama.generate("The weather today is", params))[0]
+    other = collect(llama.generate("The weather today is", params.with_(seed=99)))[0]
+    assert first == second
+    assert first != other
+
+
+def test_count_tokens_agrees_with_llama_cpp_tokenizer(llama: Any, model_path: Path) -> None:
+    from llama_cpp import Llama
+
+    reference = Llama(str(model_path), vocab_only=True, verbose=False)
+    for text in ["Hello, world!", "Bertha: Well met, traveller 🧙‍♀️!", "  spaces\n\nand lines",
+                 "naïve café façade", ""]:
+        assert llama.count_tokens(text) == len(reference.tokenize(text.encode())), text
+
+
+def test_choose_picks_paris(llama: Any) -> None:
+    choice = llama.choose_continuation("The capital of France is", [" London", " Paris", " Rome"])
+    assert choice.option == " Paris" and choice.index == 1
+    assert choice.scores[1] == max(choice.scores) and all(s < 0 for s in choice.scores)
+
+
+def test_choose_from_messages_scores_the_reply(llama: Any) -> None:
+    messages = [Message("user", "What is the capital of France?")]
+    choice = llama.choose(messages, [" The capital of France is Paris.",
+                                     " The capital of France is a banana."])
+    assert choice.index == 0
+
+
+def test_choose_without_options_is_invalid(llama: Any) -> None:
+    with pytest.raises(InvalidParams):
+        llama.choose_continuation("x", [])
+
+
+SCHEMAS = [
+    {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+     "required": ["name", "age"]},
+    {"type": "array", "items": {"type": "string", "enum": ["red", "green", "blue"]},
+     "minItems": 1, "maxItems": 3},
+    {"type": "object", "properties": {
+        "city": {"type": "string", "maxLength": 30},
+        "facts": {"type": "array", "items": {"type": "object", "properties": {
+            "label": {"type": "string", "maxLength": 20}, "ok": {"type": "boolean"}},
+            "required": ["label", "ok"]}, "maxItems": 2}},
+     "required": ["city", "facts"]},
+]
+
+
+@pytest.mark.parametrize("schema", SCHEMAS, ids=["object", "enum-array", "nested"])
+def test_json_schema_output_validates(llama: Any, schema: dict[str, Any]) -> None:
+    import json
+
+    params = SamplingParams(temperature=0.7, seed=7, max_tokens=200, json_schema=schema)
+    text, done = collect(llama.generate("A JSON document describing a person in Paris:\n",
+                                        params))
+    assert done.finish_reason == "stop", text
+    jsonschema.validate(json.loads(text), schema)
+
+
+def test_invalid_json_schema_is_schema_error(llama: Any) -> None:
+    with pytest.raises(SchemaError):
+        llama.generate("x", SamplingParams(json_schema={"type": "no-such-type"}))
+
+
+def test_prompt_longer_than_context_is_context_overflow(llama: Any) -> None:
+    prompt = "word " * 3000
+    with pytest.raises(ContextOverflow) as err:
+        llama.generate(prompt, GREEDY)
+    assert err.value.n_ctx == 2048
+    assert err.value.prompt_tokens == llama.count_tokens(prompt) > 2048
+    assert str(err.value.prompt_tokens) in str(err.value) and "2048" in str(err.value)
+
+
+def test_generation_stops_at_the_end_of_the_context(model_path: Path) -> None:
+    from chinwag.backends.llamacpp import LlamaCppBackend
+
+    small = LlamaCppBackend(model_path, n_ctx=32, n_threads=2)
+    try:
+        prompt = "Count with me: one, two, three,"
+        text, done = collect(small.generate(prompt, GREEDY.with_(max_tokens=200)))
+        assert done.finish_reason == "length"
+        assert done.usage.prompt_tokens + done.usage.completion_tokens <= 32
+    finally:
+        small.close()
+
+
+def test_stop_string_ends_generation_and_is_not_included(llama: Any) -> None:
+    text, done = collect(llama.generate("1, 2, 3, 4,", GREEDY.with_(stop=(" 7",))))
+    assert done.finish_reason == "stop"
+    assert " 7" not in text and "6" in text
+
+
+def test_closing_a_stream_early_frees_the_engine(llama: Any) -> None:
+    stream = llama.generate("Once upon a time", GREEDY.with_(max_tokens=100))
+    next(stream)
+    stream.close()
+    text, _ = collect(llama.generate("Once upon a time", GREEDY.with_(max_tokens=5)))
+    assert text
+
+
+def test_chat_turn_answers_in_persona_and_stops_before_users_next_line(llama: Any) -> None:
+    bot = Chatbot(llama, get_persona("villager"), temperature=0, repeat_penalty=1.0)
+    reply = "".join(bot.send("Hello! What is the name of this village?"))
+    assert reply and "\nTraveller:" not in reply and "Traveller:" not in reply
+    assert not reply.startswith(" ") and "Bertha:" not in reply
+    assert bot.last is not None and bot.last.finish_reason == "stop"
+    second = "".join(bot.send("And who are you?"))
+    assert second and "Traveller:" not in second
+    assert len(bot.history) == 4
+
+
+def test_models_info(llama: Any) -> None:
+    info = llama.info()
+    assert info.name == "gemma-3-270m-q4_k_m" and info.chat_format == "transcript"
+    assert 200e6 < info.parameters < 300e6 and info.n_ctx == 2048
+    assert info.extra["architecture"] == "gemma3"
+
+
+def test_not_a_gguf_is_refused_before_llama_cpp(tmp_path: Path) -> None:
+    from chinwag.backends.llamacpp import LlamaCppBackend
+
+    bad = tmp_path / "model.gguf"
+    bad.write_bytes(b"PK\x03\x04 a zip file")
+    with pytest.raises(ModelLoadError, match="not a GGUF"):
+        LlamaCppBackend(bad)
+
+
+def test_truncated_gguf_gives_model_load_error(tmp_path: Path, model_path: Path) -> None:
+    from chinwag.backends.llamacpp import LlamaCppBackend
+
+    bad = tmp_path / "cut.gguf"
+    with model_path.open("rb") as f:
+        bad.write_bytes(f.read(100_000))
+    with pytest.raises(ModelLoadError, match="could not load"):
+        LlamaCppBackend(bad)

@@ -1,0 +1,87 @@
+from pathlib import Path
+
+import pytest
+
+from chinwag.chat.persona import get_persona, load_persona_file, load_personas
+from chinwag.errors import PersonaError, UnknownPersona
+from chinwag.types import Message
+
+
+def test_builtins_ship_with_the_package() -> None:
+    personas = load_personas()
+    assert {"assistant", "villager", "pogi"} <= set(personas)
+    villager = personas["villager"]
+    assert villager.display_name == "Bertha"
+    assert "Limbo" in villager.system_text()
+
+
+def test_system_prompt_placeholders_are_filled() -> None:
+    villager = get_persona("villager")
+    text = villager.system_text(user="Alice")
+    assert "Bertha" in text and "Alice" in text and "{" not in text
+
+
+def test_preamble_is_system_then_example_pairs() -> None:
+    pogi = get_persona("pogi")
+    preamble = pogi.preamble()
+    assert preamble[0].role == "system"
+    assert [m.role for m in preamble[1:]] == ["user", "assistant"] * len(pogi.examples)
+    assert preamble[1] == Message("user", pogi.examples[0].user)
+
+
+def test_user_file_overrides_builtin_by_name(tmp_path: Path) -> None:
+    (tmp_path / "mine.yaml").write_text(
+        "name: villager\ncharacter: Gertrude\ndescription: a grumpy miller\n")
+    assert get_persona("villager", tmp_path).display_name == "Gertrude"
+    assert get_persona("pogi", tmp_path).display_name == "Pogi"
+
+
+def test_unknown_persona_lists_the_known_ones() -> None:
+    with pytest.raises(UnknownPersona) as err:
+        get_persona("wizard")
+    assert "wizard" in str(err.value)
+    for name in ("assistant", "pogi", "villager"):
+        assert name in str(err.value)
+
+
+def test_broken_yaml_names_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("name: broken\ndescription: fine\nexamples:\n  - user: hi\n   assistant: [oops\n")
+    with pytest.raises(PersonaError) as err:
+        load_persona_file(bad)
+    assert err.value.path == str(bad)
+    assert err.value.line is not None and err.value.line >= 4
+    assert f"{bad}:{err.value.line}" in str(err.value)
+
+
+def test_invalid_field_names_field_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "hot.yaml"
+    bad.write_text("name: hot\ndescription: too hot\nsampling:\n  temperature: -3\n")
+    with pytest.raises(PersonaError) as err:
+        load_persona_file(bad)
+    assert "temperature" in str(err.value) and err.value.line == 3
+
+
+def test_unknown_placeholder_is_rejected(tmp_path: Path) -> None:
+    bad = tmp_path / "p.yaml"
+    bad.write_text("name: p\nsystem_prompt: You are {nmae}.\n")
+    with pytest.raises(PersonaError, match="nmae"):
+        load_persona_file(bad)
+
+
+def test_unknown_field_is_rejected(tmp_path: Path) -> None:
+    bad = tmp_path / "p.yaml"
+    bad.write_text("name: p\ntemperature: 0.5\n")
+    with pytest.raises(PersonaError, match="temperature"):
+        load_persona_file(bad)
+
+
+def test_broken_user_file_breaks_loading_with_its_name(tmp_path: Path) -> None:
+    (tmp_path / "zzz.yaml").write_text("- just\n- a list\n")
+    with pytest.raises(PersonaError, match="zzz.yaml"):
+        load_personas(tmp_path)
+
+
+def test_name_defaults_to_file_stem(tmp_path: Path) -> None:
+    (tmp_path / "gus.yaml").write_text("description: a goose\n")
+    assert get_persona("gus", tmp_path).display_name == "Gus"

@@ -1,0 +1,103 @@
+"""The ``chinwag`` command as people run it: a real subprocess, piped input, exit codes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from chinwag.cli.session import parse_value
+from chinwag.errors import InvalidParams
+
+
+def run(*args: str, stdin: str = "", env: dict[str, str] | None = None,
+        timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("CHINWAG_", "LLM_"))}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "chinwag", *args], input=stdin, text=True,
+                          capture_output=True, timeout=timeout, env=full_env)
+
+
+@pytest.mark.slow
+def test_piped_chat_answers_one_line_per_message() -> None:
+    result = run("chat", "--persona", "villager", "--temperature", "0",
+                 stdin="Hello!\nWhat is this place?\n")
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert len(lines) == 2, result.stdout
+    assert all("Traveller:" not in line for line in lines)
+
+
+@pytest.mark.slow
+def test_piped_chat_handles_slash_commands() -> None:
+    result = run("chat", stdin="/set temperature 0\n/show\nHi\n/bye\nnever sent\n")
+    assert result.returncode == 0, result.stderr
+    assert "Set temperature to 0.0." in result.stdout
+    assert "temperature=0.0" in result.stdout
+
+
+@pytest.mark.slow
+def test_complete_streams_a_continuation() -> None:
+    result = run("complete", "The capital of France is", "--temperature", "0",
+                 "--max-tokens", "8")
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.strip()) > 0
+
+
+@pytest.mark.slow
+def test_models_shows_the_model() -> None:
+    result = run("models")
+    assert result.returncode == 0, result.stderr
+    for word in ("gemma-3-270m-q4_k_m", "parameters", "268M", "n_ctx", "transcript"):
+        assert word in result.stdout
+
+
+def test_personas_lists_builtins_and_user_ones(tmp_path: Path) -> None:
+    (tmp_path / "gus.yaml").write_text("description: a goose\n")
+    result = run("personas", "--personas", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    for name in ("assistant", "villager", "pogi", "gus"):
+        assert name in result.stdout
+
+
+def test_missing_model_file_is_one_clear_error(tmp_path: Path) -> None:
+    result = run("chat", "--model", str(tmp_path / "nope.gguf"), stdin="hi\n")
+    assert result.returncode == 1
+    assert "model file not found" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_model_from_llm_model_file_variable(tmp_path: Path) -> None:
+    result = run("models", env={"LLM_MODEL_FILE": str(tmp_path / "env.gguf")})
+    assert result.returncode == 1 and "env.gguf" in result.stderr
+
+
+def test_unknown_persona_lists_known_ones() -> None:
+    result = run("chat", "--persona", "wizard", stdin="hi\n")
+    assert result.returncode == 1
+    assert "unknown persona 'wizard'" in result.stderr and "villager" in result.stderr
+
+
+def test_broken_persona_file_names_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("name: bad\nexamples: [\n")
+    result = run("chat", "--personas", str(tmp_path), "--persona", "bad", stdin="hi\n")
+    assert result.returncode == 1
+    assert f"{tmp_path / 'bad.yaml'}:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_invalid_sampling_flag_is_rejected_before_loading() -> None:
+    result = run("complete", "hi", "--top-p", "7")
+    assert result.returncode == 1 and "top_p" in result.stderr
+
+
+def test_parse_value_types() -> None:
+    assert parse_value("temperature", "0") == 0.0
+    assert parse_value("max_tokens", "12") == 12
+    assert parse_value("seed", "none") is None
+    assert parse_value("stop", r"'\n' END") == ("\n", "END")
+    with pytest.raises(InvalidParams, match="integer"):
+        parse_value("top_k", "many")
+    with pytest.raises(InvalidParams, match="unknown"):
+        parse_value("tempreture", "1")

@@ -1,0 +1,102 @@
+"""``chinwag chat`` driven through a real pseudo-terminal, as a person would use it."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+import pexpect
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
+
+COUNTER = """\
+name: counter
+character: Counter
+description: a machine that counts out loud
+user_name: User
+system_prompt: "{name} is {description}. It always counts as far as it is asked, one number after another."
+examples:
+  - user: Count from 1 to 30.
+    assistant: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30.
+sampling: {temperature: 0, repeat_penalty: 1.0, max_tokens: 3000}
+"""
+
+
+def clean(text: str) -> str:
+    return ANSI.sub("", text)
+
+
+def spawn(tmp_path: Path, *args: str) -> pexpect.spawn:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHINWAG_", "LLM_"))}
+    env.update(TERM="xterm-256color", PROMPT_TOOLKIT_NO_CPR="1", CHINWAG_PERSONAS=str(tmp_path),
+               CHINWAG_CACHE_DIR=os.environ.get("CHINWAG_CACHE_DIR", str(Path.home() / ".cache"
+                                                                         / "chinwag")))
+    child = pexpect.spawn(sys.executable, ["-m", "chinwag", "chat", *args], env=env,
+                          encoding="utf-8", timeout=120, dimensions=(50, 200))
+    child.expect_exact(">>> ")
+    return child
+
+
+def ask(child: pexpect.spawn, text: str) -> str:
+    """Type a message, wait for the next prompt, return what was printed in between."""
+    child.sendline(text)
+    child.expect_exact(">>> ")
+    return clean(child.before)
+
+
+def test_person_chats_interrupts_changes_settings_and_leaves(tmp_path: Path) -> None:
+    (tmp_path / "counter.yaml").write_text(COUNTER)
+    child = spawn(tmp_path, "--persona", "villager")
+    try:
+        answer = ask(child, "Hello! What is this place?")
+        assert "Bertha:" in answer
+        reply = answer.split("Bertha:", 1)[1].strip()
+        assert reply and "Traveller:" not in reply
+
+        said = ask(child, "/set temperature 0")
+        assert "Set temperature to 0.0" in said
+        shown = ask(child, "/show")
+        assert "temperature=0.0" in shown and "villager" in shown
+
+        child.sendline('"""')
+        child.sendline("Here is a question on two lines:")
+        child.sendline('where is the well?"""')
+        child.expect_exact(">>> ")
+        assert "Bertha:" in clean(child.before)
+
+        switched = ask(child, "/persona counter")
+        assert "Now talking to Counter" in switched
+        child.sendline("Count from 1 to 2000.")
+        child.expect_exact("Counter:")
+        child.expect(r"\b12\b")  # the answer is streaming...
+        child.sendcontrol("c")  # ...and Ctrl-C stops it
+        child.expect_exact("[stopped]", timeout=30)
+        interrupted = clean(child.before)
+        assert "1999" not in interrupted
+        child.expect_exact(">>> ")
+
+        again = ask(child, "/reset")
+        assert "forgotten" in again
+        child.sendline("/bye")
+        child.expect(pexpect.EOF, timeout=30)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
+
+
+def test_ctrl_c_at_the_prompt_does_not_quit_and_ctrl_d_does(tmp_path: Path) -> None:
+    child = spawn(tmp_path, "--persona", "pogi")
+    try:
+        child.sendcontrol("c")
+        child.expect_exact("Use Ctrl-D or /bye to leave.")
+        child.expect_exact(">>> ")
+        child.sendcontrol("d")
+        child.expect(pexpect.EOF, timeout=30)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
