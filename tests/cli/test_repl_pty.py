@@ -12,6 +12,9 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
+# prompt_toolkit switches bracketed paste on at the start of every prompt() call, and draws the
+# prompt text with cursor moves; this escape sequence therefore marks "a new prompt is up".
+PROMPT_UP = "\x1b[?2004h"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
 
 COUNTER = """\
@@ -38,14 +41,14 @@ def spawn(tmp_path: Path, *args: str) -> pexpect.spawn:
                                                                          / "chinwag")))
     child = pexpect.spawn(sys.executable, ["-m", "chinwag", "chat", *args], env=env,
                           encoding="utf-8", timeout=120, dimensions=(50, 200))
-    child.expect_exact(">>> ")
+    child.expect_exact(PROMPT_UP)
     return child
 
 
 def ask(child: pexpect.spawn, text: str) -> str:
     """Type a message, wait for the next prompt, return what was printed in between."""
     child.sendline(text)
-    child.expect_exact(">>> ")
+    child.expect_exact(PROMPT_UP)
     return clean(child.before)
 
 
@@ -63,11 +66,9 @@ def test_person_chats_interrupts_changes_settings_and_leaves(tmp_path: Path) -> 
         shown = ask(child, "/show")
         assert "temperature=0.0" in shown and "villager" in shown
 
-        child.sendline('"""')
-        child.sendline("Here is a question on two lines:")
-        child.sendline('where is the well?"""')
-        child.expect_exact(">>> ")
-        assert "Bertha:" in clean(child.before)
+        ask(child, '"""')
+        assert "Bertha:" not in ask(child, "Here is a question on two lines:")  # still typing
+        assert "Bertha:" in ask(child, 'where is the well?"""')
 
         switched = ask(child, "/persona counter")
         assert "Now talking to Counter" in switched
@@ -78,7 +79,7 @@ def test_person_chats_interrupts_changes_settings_and_leaves(tmp_path: Path) -> 
         child.expect_exact("[stopped]", timeout=30)
         interrupted = clean(child.before)
         assert "1999" not in interrupted
-        child.expect_exact(">>> ")
+        child.expect_exact(PROMPT_UP)
 
         again = ask(child, "/reset")
         assert "forgotten" in again
@@ -94,7 +95,7 @@ def test_ctrl_c_at_the_prompt_does_not_quit_and_ctrl_d_does(tmp_path: Path) -> N
     try:
         child.sendcontrol("c")
         child.expect_exact("Use Ctrl-D or /bye to leave.")
-        child.expect_exact(">>> ")
+        child.expect_exact(PROMPT_UP)
         child.sendcontrol("d")
         child.expect(pexpect.EOF, timeout=30)
     finally:

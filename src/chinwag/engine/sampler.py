@@ -78,7 +78,7 @@ class Sampler:
         add = llama_cpp.llama_sampler_chain_add
         if params.repeat_penalty != 1.0 and params.repeat_last_n != 0:
             add(chain, llama_cpp.llama_sampler_init_penalties(
-                params.repeat_last_n, params.repeat_penalty, 0.0, 0.0))
+                n_vocab, params.repeat_last_n, params.repeat_penalty, 0.0, 0.0))
         if params.temperature <= 0:
             add(chain, llama_cpp.llama_sampler_init_greedy())
             return

@@ -193,7 +193,7 @@ class Engine:
         seq.n_generated += 1
         seq.last_token = token
         seq.new_tokens.append(token)
-        if seq.n_generated >= seq.max_tokens or seq.n_past >= self.n_ctx:
+        if seq.n_generated >= seq.max_tokens or seq.n_past + 1 >= self.n_ctx:
             seq.finish_reason = "length"
 
     # -- scoring -------------------------------------------------------------------------------
