@@ -23,12 +23,11 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, llama_server, write_results  # noqa: E402
-
-from chinwag.backends.llamacpp import LlamaCppBackend  # noqa: E402
-from chinwag.models import resolve_model  # noqa: E402
-from chinwag.settings import Settings  # noqa: E402
-from chinwag.types import Done, SamplingParams  # noqa: E402
+from chinwag.backends.llamacpp import LlamaCppBackend
+from chinwag.models import resolve_model
+from chinwag.settings import Settings
+from chinwag.types import Done, SamplingParams
+from common import RESULTS, llama_server, write_results
 
 PROMPT = ("Once upon a time, in a small village called Limbo, there lived an old woman named "
           "Bertha. Every morning she")

@@ -5,7 +5,7 @@ server) translate these classes, and only these, into messages and status codes:
 
     ChinwagError
     ├── ConfigError                 bad settings, flags or environment variables
-    │   ├── PersonaError            a persona file that cannot be read or validated (names file, line)
+    │   ├── PersonaError            a persona file that cannot be read (names file and line)
     │   └── UnknownPersona          a persona name nobody defined (lists the known ones)
     ├── InvalidParams               a sampling value out of range, an unknown parameter
     ├── ModelError                  anything about the weights

@@ -107,7 +107,7 @@ def test_generation_stops_at_the_end_of_the_context(model_path: Path) -> None:
     small = LlamaCppBackend(model_path, n_ctx=32, n_threads=2)
     try:
         prompt = "Count with me: one, two, three,"
-        text, done = collect(small.generate(prompt, GREEDY.with_(max_tokens=200)))
+        _, done = collect(small.generate(prompt, GREEDY.with_(max_tokens=200)))
         assert done.finish_reason == "length"
         assert done.usage.prompt_tokens + done.usage.completion_tokens <= 32
     finally:

@@ -46,7 +46,8 @@ def test_unknown_persona_lists_the_known_ones() -> None:
 
 def test_broken_yaml_names_file_and_line(tmp_path: Path) -> None:
     bad = tmp_path / "broken.yaml"
-    bad.write_text("name: broken\ndescription: fine\nexamples:\n  - user: hi\n   assistant: [oops\n")
+    bad.write_text("name: broken\ndescription: fine\nexamples:\n"
+                   "  - user: hi\n   assistant: [oops\n")
     with pytest.raises(PersonaError) as err:
         load_persona_file(bad)
     assert err.value.path == str(bad)
@@ -78,7 +79,7 @@ def test_unknown_field_is_rejected(tmp_path: Path) -> None:
 
 def test_broken_user_file_breaks_loading_with_its_name(tmp_path: Path) -> None:
     (tmp_path / "zzz.yaml").write_text("- just\n- a list\n")
-    with pytest.raises(PersonaError, match="zzz.yaml"):
+    with pytest.raises(PersonaError, match=r"zzz\.yaml"):
         load_personas(tmp_path)
 
 

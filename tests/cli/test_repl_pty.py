@@ -22,10 +22,13 @@ name: counter
 character: Counter
 description: a machine that counts out loud
 user_name: User
-system_prompt: "{name} is {description}. It always counts as far as it is asked, one number after another."
+system_prompt: >-
+  {name} is {description}. It always counts as far as it is asked, one number after another.
 examples:
   - user: Count from 1 to 30.
-    assistant: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30.
+    assistant: >-
+      1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20,
+      21, 22, 23, 24, 25, 26, 27, 28, 29, 30.
 sampling: {temperature: 0, repeat_penalty: 1.0, max_tokens: 3000}
 """
 

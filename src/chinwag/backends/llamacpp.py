@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import codecs
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from pathlib import Path
 
 from chinwag.backends.base import Capabilities, LanguageBackend, ModelInfo
@@ -72,7 +72,8 @@ class LlamaCppBackend(LanguageBackend):
         seq = self.engine.submit(tokens, params, grammar)
         return self._stream(seq, params.stop)
 
-    def _stream(self, seq: EngineSequence, stop: Sequence[str]) -> Iterator[TokenEvent | Done]:
+    def _stream(self, seq: EngineSequence,
+                stop: Sequence[str]) -> Generator[TokenEvent | Done, None, None]:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         scanner = StopScanner(stop)
         piece = self.model.piece

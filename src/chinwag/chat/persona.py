@@ -3,7 +3,7 @@
 A persona file::
 
     name: villager                 # the id used on the command line (--persona villager)
-    character: Bertha              # the character's name: {name} in the prompt, the transcript speaker
+    character: Bertha              # {name} in the prompt, the speaker in a transcript
     description: an old villager of Limbo
     location: the village of Limbo
     user_name: Traveller           # how the transcript names the person talking ({user})

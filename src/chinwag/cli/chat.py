@@ -13,9 +13,23 @@ import typer
 
 from chinwag.chat import Chatbot, get_persona
 from chinwag.cli.common import (
-    ChatFormatOpt, ConfigOpt, MaxTokensOpt, MinPOpt, ModelOpt, NCtxOpt, PersonasOpt,
-    RepeatPenaltyOpt, SeedOpt, TemperatureOpt, ThreadsOpt, TopKOpt, TopPOpt, friendly_errors,
-    open_backend, sampling_flags, settings_from,
+    ChatFormatOpt,
+    ConfigOpt,
+    MaxTokensOpt,
+    MinPOpt,
+    ModelOpt,
+    NCtxOpt,
+    PersonasOpt,
+    RepeatPenaltyOpt,
+    SeedOpt,
+    TemperatureOpt,
+    ThreadsOpt,
+    TopKOpt,
+    TopPOpt,
+    friendly_errors,
+    open_backend,
+    sampling_flags,
+    settings_from,
 )
 from chinwag.cli.session import ChatSession
 from chinwag.errors import ChinwagError

@@ -10,9 +10,21 @@ from typing import Annotated
 import typer
 
 from chinwag.cli.common import (
-    ConfigOpt, MaxTokensOpt, MinPOpt, ModelOpt, NCtxOpt, RepeatPenaltyOpt, SeedOpt,
-    TemperatureOpt, ThreadsOpt, TopKOpt, TopPOpt, friendly_errors, open_backend,
-    sampling_flags, settings_from,
+    ConfigOpt,
+    MaxTokensOpt,
+    MinPOpt,
+    ModelOpt,
+    NCtxOpt,
+    RepeatPenaltyOpt,
+    SeedOpt,
+    TemperatureOpt,
+    ThreadsOpt,
+    TopKOpt,
+    TopPOpt,
+    friendly_errors,
+    open_backend,
+    sampling_flags,
+    settings_from,
 )
 from chinwag.errors import ConfigError
 from chinwag.types import Done, SamplingParams

@@ -7,8 +7,15 @@ from rich.table import Table
 
 from chinwag.chat.persona import builtin_personas_dir, load_personas
 from chinwag.cli.common import (
-    ChatFormatOpt, ConfigOpt, ModelOpt, NCtxOpt, PersonasOpt, ThreadsOpt, friendly_errors,
-    open_backend, settings_from,
+    ChatFormatOpt,
+    ConfigOpt,
+    ModelOpt,
+    NCtxOpt,
+    PersonasOpt,
+    ThreadsOpt,
+    friendly_errors,
+    open_backend,
+    settings_from,
 )
 
 console = Console(highlight=False)

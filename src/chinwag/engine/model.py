@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import threading
 from collections import deque
@@ -17,7 +18,7 @@ _LOG_LOCK = threading.Lock()
 _backend_ready = False
 
 
-@llama_cpp.llama_log_callback  # type: ignore[misc]
+@llama_cpp.llama_log_callback
 def _quiet_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
     """Keep llama.cpp's log out of the terminal; remember its last lines for error messages."""
     _LOG_LINES.append(text.decode("utf-8", errors="replace"))
@@ -175,7 +176,5 @@ class LlamaModel:
             self._model = None
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:
-            pass

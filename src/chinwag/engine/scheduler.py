@@ -12,10 +12,11 @@ thread and more sequence ids.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,7 +115,7 @@ class Engine:
         return Sequence(seq_id=-1, prompt=list(prompt), sampler=sampler,
                         max_tokens=params.max_tokens)
 
-    def run(self, seq: Sequence) -> Iterator[int]:
+    def run(self, seq: Sequence) -> Generator[int, None, None]:
         """Advance ``seq`` to its end, yielding each sampled token id as it comes.
 
         Closing the iterator early cancels the sequence (``finish_reason == "cancelled"``)
@@ -255,10 +256,8 @@ class Engine:
             self._ctx = None
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:
-            pass
 
     @property
     def handle(self) -> Any:
