@@ -70,3 +70,4 @@ def test_reply_has_no_control_tokens_and_no_next_turn(templated: Any) -> None:
     text, done = collect(templated.chat([Message("user", "Say hello.")],
                                         SamplingParams(temperature=0, max_tokens=60)))
     assert "<end_of_turn>" not in text and "<start_of_turn>" not in text
+    assert text.strip() and done.usage.completion_tokens > 0

@@ -101,3 +101,15 @@ def test_parse_value_types() -> None:
         parse_value("top_k", "many")
     with pytest.raises(InvalidParams, match="unknown"):
         parse_value("tempreture", "1")
+
+
+@pytest.mark.slow
+def test_message_longer_than_context_is_reported_and_the_chat_goes_on() -> None:
+    long_message = "word " * 1200
+    result = run("chat", "--n-ctx", "512", "--temperature", "0",
+                 stdin=f"{long_message}\nHello!\n")
+    assert result.returncode == 0, result.stderr
+    assert "error:" in result.stderr and "512" in result.stderr
+    assert "tokens" in result.stderr
+    answers = [line for line in result.stdout.splitlines() if line.strip()]
+    assert len(answers) == 1  # the second message was answered

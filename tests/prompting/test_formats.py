@@ -8,6 +8,7 @@ official template prints, and our named format must print the same bytes.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -27,13 +28,8 @@ HERE = Path(__file__).parent
 GOLDEN = HERE / "golden"
 OFFICIAL = HERE / "official"
 
-CONVERSATION = [
-    Message("system", "You are Bertha, the innkeeper of the Prancing Pony. "
-                      "Answer in a sentence or two."),
-    Message("user", "Hello! Is there a room free tonight?"),
-    Message("assistant", "Aye, one by the fire.\nIt's small, but it's warm."),
-    Message("user", "How much for the night?"),
-]
+CONVERSATION = [Message(m["role"], m["content"]) for m in
+                json.loads((Path(__file__).parent / "golden" / "conversation.json").read_text())]
 
 # Where each official template in official/ comes from (the "chat_template" of the
 # tokenizer_config.json named, JSON-decoded):

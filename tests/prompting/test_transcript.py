@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -13,13 +14,8 @@ from chinwag.types import Message
 GOLDEN = Path(__file__).parent / "golden" / "transcript.txt"
 BERTHA = Speakers(assistant="Bertha", user="Traveller")
 
-CONVERSATION = [
-    Message("system", "You are Bertha, the innkeeper of the Prancing Pony. "
-                      "Answer in a sentence or two."),
-    Message("user", "Hello! Is there a room free tonight?"),
-    Message("assistant", "Aye, one by the fire.\nIt's small, but it's warm."),
-    Message("user", "How much for the night?"),
-]
+CONVERSATION = [Message(m["role"], m["content"]) for m in
+                json.loads((Path(__file__).parent / "golden" / "conversation.json").read_text())]
 
 
 def test_transcript_renders_the_golden_file() -> None:
