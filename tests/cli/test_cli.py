@@ -56,11 +56,14 @@ def test_models_shows_the_model() -> None:
 
 
 def test_personas_lists_builtins_and_user_ones(tmp_path: Path) -> None:
+    (tmp_path / "my-villager.yaml").write_text("name: villager\ncharacter: Gertrude\n")
     (tmp_path / "gus.yaml").write_text("description: a goose\n")
     result = run("personas", "--personas", str(tmp_path))
     assert result.returncode == 0, result.stderr
-    for name in ("assistant", "villager", "pogi", "gus"):
+    for name in ("assistant", "villager", "pogi", "gus", "Gertrude", "built-in"):
         assert name in result.stdout
+    villager_row = next(line for line in result.stdout.splitlines() if "villager" in line)
+    assert "built-in" not in villager_row  # the user file overrides, and the table says so
 
 
 def test_missing_model_file_is_one_clear_error(tmp_path: Path) -> None:

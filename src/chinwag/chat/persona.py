@@ -161,14 +161,15 @@ def builtin_personas_dir() -> Path:
     return Path(str(files("chinwag").joinpath("personas")))
 
 
-def load_personas(user_dir: Path | None = None) -> dict[str, Persona]:
-    """Every persona: built-ins, then the YAML files of ``user_dir`` (overriding by name).
+def persona_files(user_dir: Path | None = None) -> dict[str, tuple[Persona, Path]]:
+    """Every persona with the file it came from: built-ins, then the YAML files of
+    ``user_dir`` (overriding by name).
 
     Raises:
-        PersonaError: a file that cannot be loaded (a missing ``user_dir`` is not an error
-            unless it exists as a file).
+        PersonaError: a file that cannot be loaded, or a ``user_dir`` that is a file (a
+            missing ``user_dir`` is not an error: there are no user personas yet).
     """
-    personas: dict[str, Persona] = {}
+    found: dict[str, tuple[Persona, Path]] = {}
     for folder in (builtin_personas_dir(), user_dir):
         if folder is None or not folder.exists():
             continue
@@ -176,8 +177,13 @@ def load_personas(user_dir: Path | None = None) -> dict[str, Persona]:
             raise PersonaError("the personas path is not a folder", path=str(folder))
         for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
             persona = load_persona_file(path)
-            personas[persona.name] = persona
-    return personas
+            found[persona.name] = (persona, path)
+    return found
+
+
+def load_personas(user_dir: Path | None = None) -> dict[str, Persona]:
+    """Every persona by name (see ``persona_files``). Raises what ``persona_files`` raises."""
+    return {name: persona for name, (persona, _) in persona_files(user_dir).items()}
 
 
 def get_persona(name: str, user_dir: Path | None = None) -> Persona:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from chinwag.chat.persona import builtin_personas_dir, load_personas
+from chinwag.chat.persona import builtin_personas_dir, persona_files
 from chinwag.cli.common import (
     ChatFormatOpt,
     ConfigOpt,
@@ -65,12 +65,11 @@ def personas(personas_dir: PersonasOpt = None, config: ConfigOpt = None) -> None
     """List the personas: built-in ones and your own (which override built-ins by name)."""
     settings = settings_from(config, personas_dir=personas_dir)
     user_dir = settings.user_personas_dir()
-    found = load_personas(user_dir)
-    builtin = {p.stem for p in builtin_personas_dir().glob("*.yaml")}
-    table = Table("name", "character", "description", "source")
-    for name, persona in sorted(found.items()):
-        user_file = any((user_dir / f"{name}{ext}").exists() for ext in (".yaml", ".yml"))
-        source = "user" if user_file or name not in builtin else "built-in"
+    builtin = builtin_personas_dir()
+    table = Table("name", "character", "description")
+    table.add_column("source", overflow="fold")
+    for name, (persona, path) in sorted(persona_files(user_dir).items()):
+        source = "built-in" if path.parent == builtin else str(path)
         table.add_row(name, persona.display_name, persona.description, source)
     console.print(table)
     console.print(f"[dim]user personas: {user_dir}[/]")
