@@ -83,6 +83,9 @@ def test_person_chats_interrupts_changes_settings_and_leaves(tmp_path: Path) -> 
         interrupted = clean(child.before)
         assert "1999" not in interrupted
         child.expect_exact(PROMPT_UP)
+        ask(child, "/set max_tokens 12")
+        after = ask(child, "Count from 1 to 5.")  # the engine is free again after Ctrl-C
+        assert "Counter:" in after and "1, 2" in after.split("Counter:", 1)[1]
 
         again = ask(child, "/reset")
         assert "forgotten" in again

@@ -6,7 +6,7 @@ as much recent history as fits, and the new message. History lives in memory for
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 from chinwag.backends.base import LanguageBackend
@@ -94,7 +94,7 @@ class Chatbot:
                 raise ContextOverflow(n, n_ctx, self.params.max_tokens)
             del history[: 2 if len(history) > 1 and history[1].role == "assistant" else 1]
 
-    def send(self, text: str) -> Iterator[str]:
+    def send(self, text: str) -> Generator[str, None, None]:
         """Send one message; yields the reply in pieces as they are generated.
 
         The reply is stripped of surrounding whitespace. Closing the iterator early (Ctrl-C)
@@ -110,7 +110,7 @@ class Chatbot:
             stop=tuple(dict.fromkeys((*self.params.stop, *prompt.stop)))))
         return self._turn(text, events)
 
-    def _turn(self, text: str, events: Iterator[Any]) -> Iterator[str]:
+    def _turn(self, text: str, events: Iterator[Any]) -> Generator[str, None, None]:
         parts: list[str] = []
         started = False
         pending_space = ""

@@ -53,14 +53,19 @@ def stream_answer(session: ChatSession, text: str) -> None:
     out = session.out
     out.write(f"{BOLD}{session.chatbot.persona.display_name}:{RESET} ")
     out.flush()
+    stream = None
     try:
-        for piece in session.chatbot.send(text):
+        stream = session.chatbot.send(text)
+        for piece in stream:
             out.write(piece)
             out.flush()
     except KeyboardInterrupt:
         out.write(f" {DIM}[stopped]{RESET}")
     except ChinwagError as e:
         out.write(f"\nerror: {e}")
+    finally:
+        if stream is not None:
+            stream.close()  # frees the engine at once, whatever stopped the loop
     out.write("\n")
     out.flush()
 
