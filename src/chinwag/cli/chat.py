@@ -38,7 +38,7 @@ from chinwag.errors import ChinwagError
 @friendly_errors
 def chat(
     persona: Annotated[str | None, typer.Option(
-        "--persona", "-p", help="Persona to talk to [env: CHINWAG_PERSONA; default assistant].",
+        "--persona", "-p", help="Persona to talk to (env: CHINWAG_PERSONA; default assistant).",
         show_default=False)] = None,
     model: ModelOpt = None, chat_format: ChatFormatOpt = None, n_ctx: NCtxOpt = None,
     threads: ThreadsOpt = None, personas_dir: PersonasOpt = None, config: ConfigOpt = None,

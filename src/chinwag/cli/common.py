@@ -14,28 +14,29 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 
 from chinwag.backends import LanguageBackend, load_backend
 from chinwag.errors import ChinwagError
+from chinwag.prompting import format_names
 from chinwag.settings import Settings, load_settings
 
 err_console = Console(stderr=True, highlight=False)
 
 # -- options shared by several commands (one definition each) -----------------------------------
 ModelOpt = Annotated[str | None, typer.Option(
-    "--model", "-m", help="GGUF file to load [env: CHINWAG_MODEL, LLM_MODEL_FILE]. "
+    "--model", "-m", help="GGUF file to load (env: CHINWAG_MODEL, LLM_MODEL_FILE). "
     "Default: the embedded Gemma 3 270M base model.", show_default=False)]
 ChatFormatOpt = Annotated[str | None, typer.Option(
-    "--chat-format", help="Force a named chat format (llama-3, chatml, gemma, "
-    "mistral-instruct, llama-2, alpaca, vicuna, transcript).", show_default=False)]
+    "--chat-format", help=f"Force a named chat format ({', '.join(format_names())}, "
+    "transcript).", show_default=False)]
 NCtxOpt = Annotated[int | None, typer.Option(
-    "--n-ctx", "-c", help="Context window in tokens [env: CHINWAG_N_CTX, LLM_CONTEXT_WINDOW; "
-    "default 4096].", show_default=False)]
+    "--n-ctx", "-c", help="Context window in tokens (env: CHINWAG_N_CTX, LLM_CONTEXT_WINDOW; "
+    "default 4096).", show_default=False)]
 ThreadsOpt = Annotated[int | None, typer.Option(
-    "--threads", "-t", help="CPU threads [env: LLM_CPU_THREADS; default: all cores].",
+    "--threads", "-t", help="CPU threads (env: LLM_CPU_THREADS; default: all cores).",
     show_default=False)]
 ConfigOpt = Annotated[Path | None, typer.Option(
-    "--config", help="YAML file of settings [env: CHINWAG_CONFIG].", show_default=False)]
+    "--config", help="YAML file of settings (env: CHINWAG_CONFIG).", show_default=False)]
 PersonasOpt = Annotated[Path | None, typer.Option(
-    "--personas", help="Folder of persona YAML files [env: CHINWAG_PERSONAS; default "
-    "~/.config/chinwag/personas].", show_default=False)]
+    "--personas", help="Folder of persona YAML files (env: CHINWAG_PERSONAS; default "
+    "~/.config/chinwag/personas).", show_default=False)]
 
 MaxTokensOpt = Annotated[int | None, typer.Option("--max-tokens", "-n",
                                                   help="Most tokens to generate.")]
