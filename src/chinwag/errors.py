@@ -15,6 +15,7 @@ server) translate these classes, and only these, into messages and status codes:
     ├── ContextOverflow             a prompt longer than the context window (both token counts)
     ├── BackendError                the backend failed while generating
     ├── SchemaError                 a JSON Schema that cannot be turned into a grammar
+    ├── Overloaded                  the request queue is full (retry later)
     └── Cancelled                   generation stopped by the caller (Ctrl-C, a closed stream)
 """
 
@@ -111,6 +112,18 @@ class BackendError(ChinwagError):
 
 class SchemaError(ChinwagError):
     """A JSON Schema that cannot be enforced (not valid, or beyond what the grammar supports)."""
+
+
+class Overloaded(ChinwagError):
+    """Too many requests are waiting; the caller should retry later.
+
+    Attributes:
+        retry_after: seconds a client should wait before retrying.
+    """
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Cancelled(ChinwagError):

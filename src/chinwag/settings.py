@@ -72,6 +72,19 @@ class Settings(BaseSettings):
     personas_dir: Path | None = Field(
         None, validation_alias=_env("personas_dir", "CHINWAG_PERSONAS"),
         description="Folder of persona YAML files. Default: ~/.config/chinwag/personas.")
+    host: str = Field("127.0.0.1", validation_alias=_env("host", "CHINWAG_HOST"),
+                      description="Address chinwag serve listens on.")
+    port: int = Field(8000, ge=0, le=65535, validation_alias=_env("port", "CHINWAG_PORT"),
+                      description="Port chinwag serve listens on.")
+    api_key: str | None = Field(
+        None, validation_alias=_env("api_key", "CHINWAG_API_KEY"),
+        description="API key(s) the server requires, comma-separated. Default: none (open).")
+    max_queue: int = Field(
+        16, ge=0, validation_alias=_env("max_queue", "CHINWAG_MAX_QUEUE"),
+        description="Requests that may wait for the model; beyond it the server answers 503.")
+    max_body_bytes: int = Field(
+        1_000_000, ge=1024, validation_alias=_env("max_body_bytes", "CHINWAG_MAX_BODY_BYTES"),
+        description="Largest request body the server accepts, bytes (413 beyond).")
     cache_dir: Path = Field(
         default_factory=default_cache_dir, validation_alias=_env("cache_dir", "CHINWAG_CACHE_DIR"),
         description="Where the embedded model is assembled.")
@@ -83,6 +96,10 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings)
+
+    def api_keys(self) -> list[str]:
+        """The API keys the server accepts (empty: no key needed)."""
+        return [k.strip() for k in (self.api_key or "").split(",") if k.strip()]
 
     def user_personas_dir(self) -> Path:
         """The folder user persona files are read from."""

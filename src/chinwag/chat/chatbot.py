@@ -10,10 +10,10 @@ from collections.abc import Generator, Iterator
 from typing import Any
 
 from chinwag.backends.base import LanguageBackend
+from chinwag.chat.fitting import fit_messages, tidy_reply
 from chinwag.chat.persona import Persona
-from chinwag.errors import ContextOverflow
 from chinwag.prompting.base import ChatFormat, Prompt
-from chinwag.types import Done, Message, SamplingParams
+from chinwag.types import Done, Event, Message, SamplingParams
 
 
 class Chatbot:
@@ -78,21 +78,11 @@ class Chatbot:
         Raises:
             ContextOverflow: the preamble and ``text`` alone do not fit (both counts given).
         """
-        preamble = self.persona.preamble(self.user)
-        speakers = self.persona.speakers(self.user)
-        n_ctx = self.backend.context_length
-        history = list(self.history)
-        while True:
-            messages = [*preamble, *history, Message("user", text)]
-            prompt = self.backend.render(messages, speakers, self.chat_format)
-            n = self.backend.count_tokens(prompt.text)
-            if n + self.params.max_tokens <= n_ctx:
-                return prompt, len(self.history) - len(history)
-            if not history:
-                if n < n_ctx:  # the reply gets what room is left
-                    return prompt, len(self.history)
-                raise ContextOverflow(n, n_ctx, self.params.max_tokens)
-            del history[: 2 if len(history) > 1 and history[1].role == "assistant" else 1]
+        fitted = fit_messages(self.backend, self.persona.preamble(self.user),
+                              [*self.history, Message("user", text)],
+                              speakers=self.persona.speakers(self.user),
+                              chat_format=self.chat_format, reserve=self.params.max_tokens)
+        return fitted.prompt, fitted.dropped
 
     def send(self, text: str) -> Generator[str, None, None]:
         """Send one message; yields the reply in pieces as they are generated.
@@ -106,31 +96,21 @@ class Chatbot:
             BackendError: the model failed.
         """
         prompt, _ = self.prompt_for(text)
-        events = self.backend.generate(prompt.text, self.params.with_(
-            stop=tuple(dict.fromkeys((*self.params.stop, *prompt.stop)))))
+        # JSON output ends where its grammar does; a format's stop strings could cut it short
+        stop = self.params.stop if self.params.json_schema is not None else \
+            tuple(dict.fromkeys((*self.params.stop, *prompt.stop)))
+        events = self.backend.generate(prompt.text, self.params.with_(stop=stop))
         return self._turn(text, events)
 
-    def _turn(self, text: str, events: Iterator[Any]) -> Generator[str, None, None]:
+    def _turn(self, text: str, events: Iterator[Event]) -> Generator[str, None, None]:
         parts: list[str] = []
-        started = False
-        pending_space = ""
         try:
-            for event in events:
+            for event in tidy_reply(events):
                 if isinstance(event, Done):
                     self.last = event
                     break
-                piece = event.text
-                if not started:
-                    piece = piece.lstrip()
-                    started = bool(piece)
-                if not piece:
-                    continue
-                body = piece.rstrip()
-                out = pending_space + body
-                pending_space = piece[len(body):]
-                parts.append(out)
-                if out:
-                    yield out
+                parts.append(event.text)
+                yield event.text
         finally:
             if hasattr(events, "close"):
                 events.close()

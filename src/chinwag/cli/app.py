@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from chinwag.cli import chat, complete, info
+from chinwag.cli import chat, complete, info, serve
 
 app = typer.Typer(name="chinwag", no_args_is_help=True, add_completion=False,
                   help="Chat with LLM personas on a local model.")
@@ -12,6 +12,7 @@ app.command("chat")(chat.chat)
 app.command("complete")(complete.complete)
 app.command("models")(info.models)
 app.command("personas")(info.personas)
+app.command("serve")(serve.serve)
 
 
 def main() -> None:

@@ -1,0 +1,64 @@
+"""``chinwag serve``: run the chatbot service (HTTP, websocket, web page) with uvicorn."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from chinwag.chat.persona import load_personas
+from chinwag.cli.common import (
+    ChatFormatOpt,
+    ConfigOpt,
+    ModelOpt,
+    NCtxOpt,
+    PersonasOpt,
+    ThreadsOpt,
+    friendly_errors,
+    open_backend,
+    settings_from,
+)
+
+console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@friendly_errors
+def serve(
+    host: Annotated[str | None, typer.Option(
+        "--host", help="Address to listen on (env: CHINWAG_HOST; default 127.0.0.1).",
+        show_default=False)] = None,
+    port: Annotated[int | None, typer.Option(
+        "--port", help="Port (env: CHINWAG_PORT; default 8000).", show_default=False)] = None,
+    model: ModelOpt = None, personas_dir: PersonasOpt = None, chat_format: ChatFormatOpt = None,
+    n_ctx: NCtxOpt = None, threads: ThreadsOpt = None, config: ConfigOpt = None,
+    api_key: Annotated[str | None, typer.Option(
+        "--api-key", help="Require this API key (comma-separate several; env: "
+        "CHINWAG_API_KEY).", show_default=False)] = None,
+    max_queue: Annotated[int | None, typer.Option(
+        "--max-queue", help="Requests that may wait for the model before the server answers "
+        "503 (env: CHINWAG_MAX_QUEUE; default 16).", show_default=False)] = None,
+) -> None:
+    """Serve personas over HTTP: OpenAI-compatible API, persona endpoints, websocket, web page."""
+    import uvicorn
+
+    from chinwag.server import create_app
+
+    settings = settings_from(config, host=host, port=port, model=model,
+                             personas_dir=personas_dir, chat_format=chat_format, n_ctx=n_ctx,
+                             n_threads=threads, api_key=api_key, max_queue=max_queue)
+    personas = sorted(load_personas(settings.user_personas_dir()))  # fail early on a bad file
+    backend = open_backend(settings)
+    try:
+        info = backend.info()
+        console.print(f"[bold]chinwag[/] serving on [cyan]http://{settings.host}:{settings.port}"
+                      f"[/]  (OpenAI API at /v1, web page at /)")
+        console.print(f"model: {info.name} ({info.path or 'remote'}), n_ctx {info.n_ctx}, "
+                      f"chat format {info.chat_format}")
+        console.print(f"personas: {', '.join(personas)}")
+        if settings.api_keys():
+            console.print("API key required (Authorization: Bearer KEY or X-Api-Key)")
+        uvicorn.run(create_app(settings, backend), host=settings.host, port=settings.port,
+                    log_level="info", ws="websockets-sansio")
+    finally:
+        backend.close()

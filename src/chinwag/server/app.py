@@ -1,0 +1,142 @@
+"""``create_app(settings)``: the chatbot service as a FastAPI app (no module-level state).
+
+Routes: the OpenAI-compatible API (``openai_api``), the persona endpoints (``persona_api``),
+text-generation-webui's legacy API (``textgen_api``), ``/health`` and ``/metrics``
+(``ops_api``), and the web page at ``/`` (``static/``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse, PlainTextResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from chinwag.backends.base import LanguageBackend
+from chinwag.server import openai_api, ops_api, persona_api, textgen_api
+from chinwag.server.errors import error_body, install_error_handlers
+from chinwag.server.state import ServerState
+from chinwag.settings import Settings
+
+STATIC = Path(__file__).parent / "static"
+
+
+class BodyLimit:
+    """Answer 413 (OpenAI-shaped) to request bodies over ``limit`` bytes, whether announced by
+    ``Content-Length`` or streamed in chunks."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            await self._refuse(send)
+            return
+        messages: list[Message] = []
+        size = 0
+        while True:  # buffer the body (bounded), then replay it to the app
+            message = await receive()
+            messages.append(message)
+            size += len(message.get("body", b""))
+            if size > self.limit:
+                await self._refuse(send)
+                return
+            if message["type"] != "http.request" or not message.get("more_body"):
+                break
+
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = json.dumps(error_body(f"the request body is larger than {self.limit} bytes",
+                                     "invalid_request_error", None, "payload_too_large")).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class CountRequests:
+    """Count requests by route template and status in the app's metrics."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = {"code": 500}
+
+        async def watch(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or ("other" if status["code"] == 404
+                                                    else scope["path"])
+            state: ServerState | None = getattr(scope["app"].state, "chinwag", None)
+            if state is not None:
+                state.metrics.requests.labels(path, str(status["code"])).inc()
+
+
+def create_app(settings: Settings, backend: LanguageBackend | None = None) -> FastAPI:
+    """The chinwag service for ``settings``.
+
+    Args:
+        settings: server and model settings.
+        backend: a backend to serve (tests pass one); default: loaded from the settings when
+            the app starts, and closed when it stops.
+
+    Raises (at start-up):
+        ModelNotFound, ModelLoadError, PersonaError, ...: what loading the model and the
+            personas raises.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from chinwag.backends import load_backend
+
+        state = ServerState.build(settings, backend or load_backend(settings))
+        app.state.chinwag = state
+        try:
+            yield
+        finally:
+            state.queue.close()
+            if backend is None:
+                state.backend.close()
+
+    app = FastAPI(title="chinwag", summary="LLM chatbots: personas on a local model",
+                  lifespan=lifespan)
+    install_error_handlers(app)
+    app.include_router(ops_api.router)
+    app.include_router(openai_api.router)
+    app.include_router(persona_api.router)
+    app.include_router(textgen_api.router)
+    if STATIC.is_dir():
+        app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False, response_model=None)
+    async def page() -> Response:
+        index = STATIC / "index.html"
+        if index.exists():
+            return FileResponse(index, media_type="text/html")
+        return PlainTextResponse("chinwag is running; the web page is not installed.")
+
+    app.add_middleware(CountRequests)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return app

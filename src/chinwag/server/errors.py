@@ -1,0 +1,114 @@
+"""Every error the server answers, in OpenAI's shape, mapped from chinwag's error tree here
+and only here: ``{"error": {"message", "type", "param", "code"}}``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from chinwag.errors import (
+    BackendError,
+    ChinwagError,
+    ConfigError,
+    ContextOverflow,
+    FormatError,
+    InvalidParams,
+    ModelError,
+    Overloaded,
+    SchemaError,
+    UnknownPersona,
+)
+
+log = logging.getLogger("chinwag.server")
+
+
+class APIError(Exception):
+    """An error with an HTTP status, raised by routes for what is not a ``ChinwagError``
+    (a missing parameter, an unknown model id, a wrong API key, a body too large)."""
+
+    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
+                 param: str | None = None, code: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.type = status, message, type
+        self.param, self.code, self.headers = param, code, headers
+
+
+def error_body(message: str, type: str, param: str | None = None,
+               code: str | None = None) -> dict[str, Any]:
+    """The OpenAI error object."""
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+def from_chinwag(e: ChinwagError) -> APIError:
+    """The status and body for one of chinwag's errors."""
+    if isinstance(e, UnknownPersona):
+        return APIError(404, str(e), param="model", code="model_not_found")
+    if isinstance(e, ContextOverflow):
+        return APIError(400, f"This model's maximum context length is {e.n_ctx} tokens. {e}.",
+                        param="messages", code="context_length_exceeded")
+    if isinstance(e, InvalidParams):
+        return APIError(400, str(e), param=e.param, code="invalid_value")
+    if isinstance(e, SchemaError):
+        return APIError(400, str(e), param="response_format", code="invalid_schema")
+    if isinstance(e, FormatError):
+        return APIError(400, str(e), param="messages", code="invalid_messages")
+    if isinstance(e, Overloaded):
+        return APIError(503, str(e), type="server_error", code="overloaded",
+                        headers={"Retry-After": str(e.retry_after)})
+    if isinstance(e, ModelError | BackendError | ConfigError):
+        return APIError(500, str(e), type="server_error", code="model_error")
+    return APIError(500, str(e), type="server_error")
+
+
+def response_for(e: APIError) -> JSONResponse:
+    return JSONResponse(error_body(e.message, e.type, e.param, e.code), status_code=e.status,
+                        headers=e.headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Answer every error with the OpenAI shape; malformed input is a 400, never a 500."""
+
+    @app.exception_handler(APIError)
+    async def api_error(request: Request, e: APIError) -> JSONResponse:
+        log.info("%s %s -> %d %s", request.method, request.url.path, e.status, e.message)
+        return response_for(e)
+
+    @app.exception_handler(ChinwagError)
+    async def chinwag_error(request: Request, e: ChinwagError) -> JSONResponse:
+        mapped = from_chinwag(e)
+        log.log(logging.ERROR if mapped.status >= 500 else logging.INFO,
+                "%s %s -> %d %s", request.method, request.url.path, mapped.status, e)
+        return response_for(mapped)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, e: RequestValidationError) -> JSONResponse:
+        errors = e.errors()
+        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "form")]
+        if first.get("type") == "json_invalid":
+            message = f"the request body is not valid JSON: {first.get('msg')}"
+        elif first.get("type") == "model_attributes_type" or not loc:
+            message = f"the request body must be a JSON object: {first.get('msg')}"
+        else:
+            message = f"{'.'.join(loc)}: {first.get('msg')}"
+        log.info("%s %s -> 400 %s", request.method, request.url.path, message)
+        return JSONResponse(error_body(message, "invalid_request_error",
+                                       ".".join(loc) or None, "invalid_value"), status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
+        kind = "invalid_request_error" if e.status_code < 500 else "server_error"
+        return JSONResponse(error_body(str(e.detail), kind, None, None),
+                            status_code=e.status_code, headers=getattr(e, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, e: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return JSONResponse(error_body(f"internal error: {type(e).__name__}", "server_error"),
+                            status_code=500)

@@ -1,0 +1,209 @@
+"""The OpenAI-compatible API: ``/v1/chat/completions``, ``/v1/completions``, ``/v1/models``.
+
+The ``openai`` client works unchanged with ``base_url="http://HOST:PORT/v1"``. ``model`` names
+the model itself (no persona) or a persona (its system prompt, examples and sampling apply).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from chinwag.chat.fitting import ReplyTrimmer, fit_messages
+from chinwag.errors import ContextOverflow
+from chinwag.prompting.base import Speakers
+from chinwag.server.auth import require_key
+from chinwag.server.schemas import ChatCompletionRequest, CompletionRequest
+from chinwag.server.state import State
+from chinwag.types import Done, Event, SamplingParams, TokenEvent
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)])
+
+DEFAULT_COMPLETION_TOKENS = 16  # OpenAI's (and llama-cpp-python's) default for /v1/completions
+
+
+def _sse(data: dict[str, Any] | str) -> str:
+    return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
+
+
+def _usage(done: Done, cached: int = 0) -> dict[str, Any]:
+    u = done.usage
+    return {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
+            "total_tokens": u.total_tokens,
+            "prompt_tokens_details": {"cached_tokens": cached}}
+
+
+def _finish(done: Done) -> str:
+    return "length" if done.finish_reason == "length" else "stop"
+
+
+async def _first_then_rest(events: AsyncIterator[Event]) -> tuple[Event, AsyncIterator[Event]]:
+    """Pull the first event before answering, so errors become a proper status code."""
+    first = await events.__anext__()
+    return first, events
+
+
+async def _collect(first: Event, rest: AsyncIterator[Event]) -> tuple[str, Done]:
+    parts: list[str] = []
+    event = first
+    while True:
+        if isinstance(event, Done):
+            return "".join(parts), event
+        parts.append(event.text)
+        event = await rest.__anext__()
+
+
+async def _tidy(events: AsyncIterator[Event]) -> AsyncIterator[Event]:
+    """``tidy_reply`` for an async stream (strip the reply's surrounding whitespace)."""
+    trimmer = ReplyTrimmer()
+    async for event in events:
+        if isinstance(event, Done):
+            yield event
+            return
+        out = trimmer.feed(event.text)
+        if out:
+            yield TokenEvent(out)
+
+
+@router.get("/models")
+async def list_models(state: State) -> dict[str, Any]:
+    """The model and every persona, each by its name as ``id``."""
+    created = int(time.time())
+    info = state.backend.info()
+    data = [{"id": state.model_id, "object": "model", "created": created, "owned_by": "chinwag",
+             "description": f"{info.extra.get('description', info.name)}, n_ctx {info.n_ctx}, "
+                            f"chat format {info.chat_format}"}]
+    data += [{"id": name, "object": "model", "created": created, "owned_by": "persona",
+              "description": p.description} for name, p in sorted(state.personas.items())]
+    return {"object": "list", "data": data}
+
+
+def _json_schema(body: ChatCompletionRequest) -> dict[str, Any] | None:
+    fmt = body.response_format
+    if fmt is None or fmt.type == "text":
+        return None
+    if fmt.type == "json_object":
+        return {"type": "object"}
+    if fmt.json_schema is None:
+        from chinwag.errors import InvalidParams
+        raise InvalidParams("response_format json_schema needs a 'json_schema' object",
+                            param="response_format")
+    return fmt.json_schema.schema_
+
+
+@router.post("/chat/completions", response_model=None)
+async def chat_completions(body: ChatCompletionRequest,
+                           state: State
+                           ) -> JSONResponse | StreamingResponse:
+    """OpenAI chat completions, streaming or not (see the module docstring)."""
+    persona = state.persona_or_model(body.model)
+    base = persona.sampling_params() if persona else SamplingParams()
+    params = body.apply(base).with_(json_schema=_json_schema(body))
+    messages = [m.to_message() for m in body.messages]
+    preamble = persona.preamble(body.user) if persona else []
+    speakers = persona.speakers(body.user) if persona else Speakers()
+    chat_format = state.backend.format_for(persona.chat_format if persona else None)
+    asked = body.max_completion_tokens or body.max_tokens
+    fitted = fit_messages(state.backend, preamble, messages, speakers=speakers,
+                          chat_format=chat_format, reserve=asked or 0,
+                          drop=body.truncation == "auto")
+    room = state.backend.context_length - fitted.prompt_tokens
+    if asked is None and params.max_tokens > room:
+        params = params.with_(max_tokens=max(room, 1))
+    if room < 1:
+        raise ContextOverflow(fitted.prompt_tokens, state.backend.context_length)
+    stop = tuple(dict.fromkeys((*params.stop, *fitted.prompt.stop)))
+    events = _tidy(state.generate(fitted.prompt.text, params.with_(stop=stop)))
+    first, rest = await _first_then_rest(events)
+    rid, created, model = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), body.model or \
+        state.model_id
+    extra = {"dropped_messages": fitted.dropped} if body.truncation == "auto" else {}
+    if not body.stream:
+        text, done = await _collect(first, rest)
+        return JSONResponse({
+            "id": rid, "object": "chat.completion", "created": created, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "logprobs": None, "finish_reason": _finish(done)}],
+            "usage": _usage(done), **extra})
+
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
+                "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                             "finish_reason": finish}], **extra}
+
+    async def sse() -> AsyncIterator[str]:
+        yield _sse(chunk({"role": "assistant", "content": ""}))
+        event = first
+        try:
+            while not isinstance(event, Done):
+                yield _sse(chunk({"content": event.text}))
+                event = await rest.__anext__()
+            yield _sse(chunk({}, _finish(event)))
+            if include_usage:
+                yield _sse({"id": rid, "object": "chat.completion.chunk", "created": created,
+                            "model": model, "choices": [], "usage": _usage(event)})
+            yield _sse("[DONE]")
+        finally:
+            await rest.aclose()  # type: ignore[attr-defined]
+
+    return StreamingResponse(sse(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache"})
+
+
+@router.post("/completions", response_model=None)
+async def completions(body: CompletionRequest,
+                      state: State) -> JSONResponse | StreamingResponse:
+    """OpenAI (legacy) completions: a raw continuation of ``prompt``; a persona as ``model``
+    applies its sampling settings only."""
+    persona = state.persona_or_model(body.model)
+    base = persona.sampling_params() if persona else SamplingParams(
+        max_tokens=DEFAULT_COMPLETION_TOKENS)
+    params = body.apply(base)
+    if isinstance(body.prompt, list):
+        if len(body.prompt) != 1:
+            from chinwag.errors import InvalidParams
+            raise InvalidParams("prompt must be a string or a list of exactly one string",
+                                param="prompt")
+        prompt = body.prompt[0]
+    else:
+        prompt = body.prompt
+    first, rest = await _first_then_rest(state.generate(prompt, params))
+    rid, created, model = f"cmpl-{uuid.uuid4().hex}", int(time.time()), body.model or \
+        state.model_id
+    if not body.stream:
+        text, done = await _collect(first, rest)
+        return JSONResponse({
+            "id": rid, "object": "text_completion", "created": created, "model": model,
+            "choices": [{"index": 0, "text": text, "logprobs": None,
+                         "finish_reason": _finish(done)}], "usage": _usage(done)})
+
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+
+    def chunk(text: str, finish: str | None = None) -> dict[str, Any]:
+        return {"id": rid, "object": "text_completion", "created": created, "model": model,
+                "choices": [{"index": 0, "text": text, "logprobs": None,
+                             "finish_reason": finish}]}
+
+    async def sse() -> AsyncIterator[str]:
+        event = first
+        try:
+            while not isinstance(event, Done):
+                yield _sse(chunk(event.text))
+                event = await rest.__anext__()
+            yield _sse(chunk("", _finish(event)))
+            if include_usage:
+                yield _sse({**chunk("", None), "choices": [], "usage": _usage(event)})
+            yield _sse("[DONE]")
+        finally:
+            await rest.aclose()  # type: ignore[attr-defined]
+
+    return StreamingResponse(sse(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache"})

@@ -1,0 +1,106 @@
+"""Persona endpoints, the contract of existing organisation chat services, kept exactly:
+
+- ``GET|POST /gpt/{persona}`` with ``prompt`` (query string or form): the answer, text/plain.
+- ``POST /toil/{persona}`` with JSON ``{"prompt", "schema"?}``: a JSON object, valid against
+  the schema when one is given (enforced while generating).
+- ``WS /gpt-socket/{persona}``: each text frame is a prompt; the answer comes back as frames of
+  tokens, then one frame ``<END>``. The conversation lasts as long as the socket.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from chinwag.chat.chatbot import Chatbot
+from chinwag.errors import ChinwagError, InvalidParams
+from chinwag.server.auth import check_key, key_from_headers, require_key
+from chinwag.server.errors import APIError, from_chinwag
+from chinwag.server.schemas import ToilRequest
+from chinwag.server.state import State, get_state
+
+log = logging.getLogger("chinwag.server")
+router = APIRouter()
+END = "<END>"
+TOIL_MIN_TOKENS = 512  # room for a JSON object, whatever the persona's max_tokens
+
+
+async def _prompt_from(request: Request) -> str:
+    prompt = request.query_params.get("prompt")
+    if prompt is None and request.method == "POST":
+        form = await request.form()
+        value = form.get("prompt")
+        prompt = value if isinstance(value, str) else None
+    if prompt is None or not prompt.strip():
+        raise APIError(400, "the 'prompt' parameter is required (query string or form)",
+                       param="prompt", code="missing_required_parameter")
+    return prompt
+
+
+@router.api_route("/gpt/{persona}", methods=["GET", "POST"], response_class=PlainTextResponse,
+                  dependencies=[Depends(require_key)])
+async def gpt(persona: str, request: Request,
+              state: State) -> PlainTextResponse:
+    """The persona's answer to ``prompt``, as plain text."""
+    found = state.persona(persona)
+    prompt = await _prompt_from(request)
+    chatbot = Chatbot(state.backend, found, user=request.query_params.get("user"))
+    pieces = [piece async for piece in state.chat_turn(chatbot, prompt)]
+    return PlainTextResponse("".join(pieces))
+
+
+@router.post("/toil/{persona}", dependencies=[Depends(require_key)])
+async def toil(persona: str, body: ToilRequest,
+               state: State) -> JSONResponse:
+    """A JSON object answering ``prompt``, valid against ``schema`` when given."""
+    found = state.persona(persona)
+    schema = body.schema_ if body.schema_ is not None else {"type": "object"}
+    if not isinstance(schema, dict):
+        raise InvalidParams("schema must be a JSON Schema object", param="schema")
+    hint = ("Answer with a JSON object that follows this JSON Schema: " + json.dumps(schema)
+            if body.schema_ is not None else "Answer with a JSON object.")
+    chatbot = Chatbot(state.backend, found, user=body.user)
+    chatbot.set(json_schema=schema, max_tokens=max(chatbot.params.max_tokens, TOIL_MIN_TOKENS))
+    text = "".join([p async for p in state.chat_turn(chatbot, f"{body.prompt}\n{hint}")])
+    try:
+        value: Any = json.loads(text)
+    except ValueError:
+        raise APIError(500, "the model's answer was cut before the JSON object was complete "
+                       f"({chatbot.last.usage.completion_tokens if chatbot.last else 0} tokens)",
+                       type="server_error", code="incomplete_json") from None
+    return JSONResponse(value if isinstance(value, dict) else {"result": value})
+
+
+@router.websocket("/gpt-socket/{persona}")
+async def gpt_socket(websocket: WebSocket, persona: str) -> None:
+    """Chat over a websocket: prompt frames in, token frames and ``<END>`` out."""
+    state = get_state(websocket)
+    try:
+        check_key(state.settings.api_keys(), key_from_headers(websocket.headers)
+                  or websocket.query_params.get("api_key"))
+        found = state.persona(persona)
+    except (APIError, ChinwagError) as e:
+        mapped = e if isinstance(e, APIError) else from_chinwag(e)
+        await websocket.close(code=4401 if mapped.status == 401 else 4404,
+                              reason=mapped.message[:120])
+        return
+    await websocket.accept()
+    chatbot = Chatbot(state.backend, found, user=websocket.query_params.get("user"))
+    try:
+        while True:
+            prompt = await websocket.receive_text()
+            if not prompt.strip():
+                await websocket.send_text(END)
+                continue
+            try:
+                async for piece in state.chat_turn(chatbot, prompt):
+                    await websocket.send_text(piece)
+            except ChinwagError as e:
+                await websocket.send_text(f"[error: {e}]")
+            await websocket.send_text(END)
+    except WebSocketDisconnect:
+        log.info("websocket for %s closed", persona)

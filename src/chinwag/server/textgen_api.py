@@ -1,0 +1,28 @@
+"""text-generation-webui's legacy API, so that the stock Evennia LLM contrib works unchanged.
+
+Evennia's ``evennia/contrib/rpg/llm/llm_client.py`` POSTs
+``{"max_new_tokens": 250, "temperature": 0.7, "prompt": "..."}`` (plus what its settings add) to
+``LLM_HOST + LLM_PATH`` and reads ``json["results"][0]["text"]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+
+from chinwag.server.auth import require_key
+from chinwag.server.schemas import GenerateRequest
+from chinwag.server.state import State
+from chinwag.types import Done, SamplingParams
+
+router = APIRouter(dependencies=[Depends(require_key)])
+
+
+@router.post("/api/v1/generate")
+async def generate(body: GenerateRequest,
+                   state: State) -> dict[str, Any]:
+    """A raw continuation of ``prompt``: ``{"results": [{"text": ...}]}``."""
+    params = body.params(SamplingParams())
+    parts = [e.text async for e in state.generate(body.prompt, params) if not isinstance(e, Done)]
+    return {"results": [{"text": "".join(parts)}]}
