@@ -1,0 +1,174 @@
+"""The OpenAI-compatible API through the real ``openai`` client, on a real server."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import httpx
+import jsonschema
+import openai
+import pytest
+
+pytestmark = pytest.mark.slow
+
+MODEL = "gemma-3-270m-q4_k_m"
+
+
+@pytest.fixture
+def client(server: Any) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+
+
+def test_models_lists_the_model_and_every_persona(client: openai.OpenAI) -> None:
+    ids = [m.id for m in client.models.list().data]
+    assert ids[0] == MODEL
+    assert {"assistant", "villager", "pogi"} <= set(ids)
+
+
+def test_plain_chat_completion(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Say hello."}], max_tokens=20,
+        temperature=0)
+    choice = reply.choices[0]
+    assert choice.message.role == "assistant" and choice.message.content
+    assert choice.finish_reason in {"stop", "length"}
+    assert reply.usage is not None and reply.usage.completion_tokens <= 20
+    assert "User:" not in choice.message.content
+
+
+def test_streaming_chat_completion(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model="villager", messages=[{"role": "user", "content": "Hello! What is this place?"}],
+        stream=True, stream_options={"include_usage": True}, temperature=0)
+    chunks = list(stream)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert text and "Traveller:" not in text
+    assert finishes[-1] in {"stop", "length"} and all(f is None for f in finishes[:-1])
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+
+
+def test_persona_as_model_applies_its_prompt(client: openai.OpenAI) -> None:
+    same = [client.chat.completions.create(
+        model="villager", messages=[{"role": "user", "content": "Who are you?"}], temperature=0,
+        seed=1) for _ in range(2)]
+    assert same[0].choices[0].message.content == same[1].choices[0].message.content
+    assert same[0].usage is not None and same[0].usage.prompt_tokens > 100  # preamble sent
+
+
+def test_json_schema_response_format(client: openai.OpenAI) -> None:
+    schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 20},
+                                               "age": {"type": "integer"}},
+              "required": ["name", "age"]}
+    reply = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Make up a person."}],
+        response_format={"type": "json_schema", "json_schema": {"name": "p", "schema": schema}},
+        max_tokens=100, temperature=0.5, seed=3)
+    jsonschema.validate(json.loads(reply.choices[0].message.content or ""), schema)
+
+
+def test_json_object_response_format(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "A JSON object please."}],
+        response_format={"type": "json_object"}, max_tokens=120, temperature=0.5, seed=4)
+    assert isinstance(json.loads(reply.choices[0].message.content or ""), dict)
+
+
+def test_unsupported_schema_is_a_400(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "x"}],
+            response_format={"type": "json_schema",
+                             "json_schema": {"name": "x", "schema": {"type": "bogus"}}})
+    assert err.value.status_code == 400
+
+
+def test_unknown_model_raises_not_found(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as err:
+        client.chat.completions.create(model="wizard",
+                                       messages=[{"role": "user", "content": "hi"}])
+    assert "wizard" in str(err.value) and "villager" in str(err.value)
+
+
+def test_n_other_than_one_is_a_400_that_says_so(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError, match="n must be 1"):
+        client.chat.completions.create(model=MODEL, n=2,
+                                       messages=[{"role": "user", "content": "hi"}])
+
+
+def test_invalid_sampling_value_names_the_param(client: openai.OpenAI) -> None:
+    for field, value in [("temperature", -1), ("top_p", 1.5), ("max_tokens", 0)]:
+        with pytest.raises(openai.BadRequestError) as err:
+            client.chat.completions.create(model=MODEL,
+                                           messages=[{"role": "user", "content": "hi"}],
+                                           **{field: value})
+        assert err.value.body["param"] == field  # type: ignore[index]
+
+
+def test_context_overflow_is_context_length_exceeded(client: openai.OpenAI) -> None:
+    long = "word " * 3000
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": long}])
+    assert err.value.code == "context_length_exceeded"
+    assert "2048" in str(err.value)
+
+
+def test_truncation_auto_drops_oldest_messages(server: Any) -> None:
+    history = []
+    for i in range(80):
+        history += [{"role": "user", "content": f"message {i} " + "blah " * 20},
+                    {"role": "assistant", "content": "ok " * 10}]
+    body = {"model": MODEL, "max_tokens": 16, "temperature": 0, "truncation": "auto",
+            "messages": [{"role": "system", "content": "Be brief."}, *history,
+                         {"role": "user", "content": "Last question?"}]}
+    reply = httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=120)
+    assert reply.status_code == 200, reply.text
+    data = reply.json()
+    assert data["dropped_messages"] > 0 and data["dropped_messages"] % 2 == 0
+    assert data["usage"]["prompt_tokens"] + 16 <= 2048
+    body.pop("truncation")
+    refused = httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=120)
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "context_length_exceeded"
+
+
+def test_completions_plain_and_streaming(client: openai.OpenAI) -> None:
+    reply = client.completions.create(model=MODEL, prompt="The capital of France is",
+                                      max_tokens=8, temperature=0)
+    assert reply.choices[0].text and reply.usage is not None
+    assert reply.usage.completion_tokens <= 8
+    pieces = [c.choices[0].text for c in client.completions.create(
+        model=MODEL, prompt="Once upon a time", max_tokens=12, stream=True, temperature=0)
+        if c.choices]
+    assert len(pieces) > 3 and "".join(pieces)
+
+
+def test_completions_with_persona_uses_its_sampling(client: openai.OpenAI) -> None:
+    reply = client.completions.create(model="pogi", prompt="Hello", temperature=0)
+    assert reply.usage is not None and reply.usage.completion_tokens <= 48  # pogi's max_tokens
+
+
+def test_disconnect_mid_stream_frees_the_model(server: Any) -> None:
+    body = {"model": MODEL, "prompt": "Once upon a time", "max_tokens": 1500, "stream": True,
+            "temperature": 0.8}
+    with httpx.stream("POST", f"{server.url}/v1/completions", json=body, timeout=60) as r:
+        lines = r.iter_lines()
+        seen = [next(lines) for _ in range(6)]
+        assert any(line.startswith("data: ") for line in seen)
+    started = time.monotonic()  # the client has gone: the next request must not wait 1500 tokens
+    reply = httpx.post(f"{server.url}/v1/completions", timeout=60,
+                       json={"model": MODEL, "prompt": "Hello", "max_tokens": 4})
+    assert reply.status_code == 200
+    assert time.monotonic() - started < 5
+
+
+def test_metrics_count_requests_and_tokens(server: Any, client: openai.OpenAI) -> None:
+    client.completions.create(model=MODEL, prompt="Hi", max_tokens=3)
+    text = httpx.get(f"{server.url}/metrics", timeout=10).text
+    assert 'chinwag_requests_total{route="/v1/completions",status="200"}' in text
+    assert "chinwag_completion_tokens_total" in text
+    assert "chinwag_time_to_first_token_seconds_bucket" in text
+    assert "chinwag_queue_depth" in text
