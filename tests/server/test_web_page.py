@@ -15,10 +15,14 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
 
 pytestmark = pytest.mark.slow
 
@@ -105,7 +109,7 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
+def browser() -> Iterator[Browser]:
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -115,8 +119,8 @@ def browser() -> Iterator[object]:
 
 
 @pytest.fixture
-def page(browser: object) -> Iterator[object]:
-    context = browser.new_context(viewport={"width": 1280, "height": 860})  # type: ignore[attr-defined]
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
     page = context.new_page()
     page.set_default_timeout(30_000)
     errors: list[str] = []
@@ -131,97 +135,95 @@ def model_id(url: str) -> str:
     return next(m["id"] for m in models if m["owned_by"] == "chinwag")
 
 
-def send(page: object, text: str) -> None:
-    page.fill("#prompt", text)  # type: ignore[attr-defined]
-    page.click("#send")  # type: ignore[attr-defined]
+def send(page: Page, text: str) -> None:
+    page.fill("#prompt", text)
+    page.click("#send")
 
 
-def wait_until_idle(page: object) -> None:
+def wait_until_idle(page: Page) -> None:
     """Wait until no answer is streaming: Send enabled, Stop disabled."""
     expect = sync_api.expect
-    expect(page.locator("#send")).to_be_enabled(timeout=ANSWER_TIMEOUT_MS)  # type: ignore[attr-defined]
-    expect(page.locator("#stop")).to_be_disabled()  # type: ignore[attr-defined]
+    expect(page.locator("#send")).to_be_enabled(timeout=ANSWER_TIMEOUT_MS)
+    expect(page.locator("#stop")).to_be_disabled()
+
+
+def has_event_handler_attributes(page: Page, selector: str) -> bool:
+    return page.eval_on_selector(selector, """root => [...root.querySelectorAll("*")]
+        .some(node => [...node.attributes].some(a => a.name.toLowerCase().startsWith("on")))""")
 
 
 def test_person_chats_stops_an_answer_and_starts_over(
-        server_url: str, page: object, tmp_path: Path) -> None:
+        server_url: str, page: Page, tmp_path: Path) -> None:
     expect = sync_api.expect
-    p = page
-    p.goto(f"{server_url}/")  # type: ignore[attr-defined]
+    page.goto(f"{server_url}/")
+    expect(page.locator("#model-name")).to_have_text(model_id(server_url))
+    expect(page.locator('#persona option[value="villager"]')).to_have_count(1)
+    expect(page.locator("#stop")).to_be_disabled()
 
-    expect(p.locator("#model-name")).to_have_text(model_id(server_url))  # type: ignore[attr-defined]
-    expect(p.locator('#persona option[value="villager"]')).to_have_count(1)  # type: ignore[attr-defined]
-    expect(p.locator("#stop")).to_be_disabled()  # type: ignore[attr-defined]
-
-    # One turn with the villager, answered in Markdown rendered as sanitised HTML.
-    p.select_option("#persona", "villager")  # type: ignore[attr-defined]
-    p.fill("#prompt", "Hello! What is this place?")  # type: ignore[attr-defined]
-    p.press("#prompt", "Enter")  # type: ignore[attr-defined]
-    expect(p.locator(".message.user")).to_have_text(re.compile("What is this place"))  # type: ignore[attr-defined]
-    answer = p.locator(".message.assistant .content").first  # type: ignore[attr-defined]
+    # A turn with the villager: the answer streams in, rendered from Markdown and sanitised.
+    page.select_option("#persona", "villager")
+    page.fill("#prompt", "Hello! What is this place?")
+    page.press("#prompt", "Enter")
+    expect(page.locator(".message.user")).to_have_text(re.compile("What is this place"))
+    answer = page.locator(".message.assistant .content").first
     expect(answer).to_have_text(re.compile(r"\S"), timeout=ANSWER_TIMEOUT_MS)
-    wait_until_idle(p)
-    html = answer.inner_html()
-    assert "<script" not in html.lower() and " on" not in html.lower().replace(" on ", " ")
+    wait_until_idle(page)
+    assert "<script" not in answer.inner_html().lower()
+    assert not has_event_handler_attributes(page, "#messages")
 
-    # The page's own pipeline keeps hostile model output inert.
-    rendered = p.evaluate("md => window.chinwag.renderMarkdown(md)", HOSTILE_MARKDOWN)  # type: ignore[attr-defined]
+    # A long answer (the counter talks until max_tokens), stopped while it streams.
+    page.click("#new-chat")
+    expect(page.locator("#messages > *")).to_have_count(0)
+    page.select_option("#persona", "counter")
+    page.fill("#max_tokens", "400")
+    send(page, "Count from 1 to 1000.")
+    counting = page.locator(".message.assistant").first
+    expect(page.locator("#stop")).to_be_enabled()
+    expect(counting).to_have_text(re.compile(r"\d+, \d+, \d+"), timeout=ANSWER_TIMEOUT_MS)
+    page.click("#stop")
+    wait_until_idle(page)
+    expect(counting).to_have_class(re.compile(r"\bstopped\b"))
+    stopped_at = counting.inner_text()
+    page.wait_for_timeout(1000)
+    assert counting.inner_text() == stopped_at, "text kept arriving after Stop"
+
+    # The server is free again, and the next turn carries the stopped one in its history.
+    page.fill("#max_tokens", "12")
+    send(page, "Count from 1 to 5.")
+    expect(page.locator(".message.assistant .content").nth(1)).to_have_text(
+        re.compile(r"\S"), timeout=ANSWER_TIMEOUT_MS)
+    wait_until_idle(page)
+    expect(page.locator("#error")).to_be_hidden()
+
+    screenshot = tmp_path / "chat.png"
+    page.screenshot(path=str(screenshot))
+    assert screenshot.exists() and screenshot.stat().st_size > 10_000
+
+    page.click("#new-chat")
+    expect(page.locator("#messages > *")).to_have_count(0)
+    assert page.eval_on_selector("#messages", "m => m.innerHTML") == ""
+
+
+def test_model_output_cannot_put_html_on_the_page(server_url: str, page: Page) -> None:
+    """The page's own Markdown pipeline (the one answers go through) keeps hostile output inert."""
+    page.goto(f"{server_url}/")
+    sync_api.expect(page.locator('#persona option[value="villager"]')).to_have_count(1)
+    rendered = page.evaluate("md => window.chinwag.renderMarkdown(md)", HOSTILE_MARKDOWN)
     assert "<strong>hi</strong>" in rendered
     for bad in ("<script", "onerror", "javascript:", "<img", "example.com"):
         assert bad not in rendered.lower(), rendered
-    assert p.evaluate("window.pwned") is None  # type: ignore[attr-defined]
-
-    # A long answer, stopped while it streams.
-    p.fill("#max_tokens", "400")  # type: ignore[attr-defined]
-    send(p, "Tell me the whole story of Limbo, every house and every person, at great length.")
-    long_answer = p.locator(".message.assistant .content").nth(1)  # type: ignore[attr-defined]
-    expect(p.locator("#stop")).to_be_enabled()  # type: ignore[attr-defined]
-    expect(long_answer).to_have_text(re.compile(r"\S"), timeout=ANSWER_TIMEOUT_MS)
-    if p.locator("#stop").is_enabled():  # type: ignore[attr-defined]
-        p.click("#stop")  # type: ignore[attr-defined]
-    wait_until_idle(p)
-
-    # The counter talks for all its 400 tokens unless stopped: stop it for sure.
-    p.click("#new-chat")  # type: ignore[attr-defined]
-    p.select_option("#persona", "counter")  # type: ignore[attr-defined]
-    send(p, "Count from 1 to 1000.")
-    counting = p.locator(".message.assistant").first  # type: ignore[attr-defined]
-    expect(p.locator("#stop")).to_be_enabled()  # type: ignore[attr-defined]
-    expect(counting).to_have_text(re.compile(r"\d+, \d+, \d+"), timeout=ANSWER_TIMEOUT_MS)
-    p.click("#stop")  # type: ignore[attr-defined]
-    wait_until_idle(p)
-    expect(counting).to_have_class(re.compile(r"\bstopped\b"))
-    stopped_at = counting.inner_text()
-    p.wait_for_timeout(1000)  # type: ignore[attr-defined]
-    assert counting.inner_text() == stopped_at, "text kept arriving after Stop"
-    assert "1000" not in stopped_at
-
-    # The server is free again: the next turn is answered.
-    p.fill("#max_tokens", "12")  # type: ignore[attr-defined]
-    send(p, "Count from 1 to 5.")
-    expect(p.locator(".message.assistant .content").nth(1)).to_have_text(  # type: ignore[attr-defined]
-        re.compile(r"\S"), timeout=ANSWER_TIMEOUT_MS)
-    wait_until_idle(p)
-    expect(p.locator("#error")).to_be_hidden()  # type: ignore[attr-defined]
-
-    screenshot = tmp_path / "chat.png"
-    p.screenshot(path=str(screenshot), full_page=True)  # type: ignore[attr-defined]
-    assert screenshot.exists() and screenshot.stat().st_size > 10_000
-
-    p.click("#new-chat")  # type: ignore[attr-defined]
-    expect(p.locator("#messages > *")).to_have_count(0)  # type: ignore[attr-defined]
-    assert p.eval_on_selector("#messages", "m => m.innerHTML") == ""  # type: ignore[attr-defined]
+    assert page.evaluate("window.pwned") is None
 
 
-def test_page_makes_no_request_off_this_machine(server_url: str, page: object) -> None:
+def test_page_makes_no_request_off_this_machine(server_url: str, page: Page) -> None:
     requests: list[str] = []
     failed: list[str] = []
-    page.on("request", lambda request: requests.append(request.url))  # type: ignore[attr-defined]
-    page.on("response", lambda r: r.status >= 400 and failed.append(f"{r.status} {r.url}"))  # type: ignore[attr-defined]
+    page.on("request", lambda request: requests.append(request.url))
+    page.on("response", lambda r: r.status >= 400 and failed.append(f"{r.status} {r.url}"))
 
-    page.goto(f"{server_url}/")  # type: ignore[attr-defined]
-    sync_api.expect(page.locator('#persona option[value="villager"]')).to_have_count(1)  # type: ignore[attr-defined]
-    page.wait_for_load_state("networkidle")  # type: ignore[attr-defined]
+    page.goto(f"{server_url}/")
+    sync_api.expect(page.locator('#persona option[value="villager"]')).to_have_count(1)
+    page.wait_for_load_state("networkidle")
 
     remote = [url for url in requests
               if urlsplit(url).scheme != "data" and urlsplit(url).hostname not in LOCAL_HOSTS]

@@ -45,7 +45,18 @@ def grammar_for_schema(schema: dict[str, Any]) -> str:
     return _cap_whitespace(gbnf)
 
 
+# llama-cpp-python's converter lets a string character be anything but a quote or a backslash,
+# raw newlines and control characters included, which JSON forbids (RFC 8259 section 7); the
+# model then writes strings that json.loads rejects. llama.cpp's own converter excludes them.
+_LOOSE_CHARS = r'[^"\\]'
+_STRICT_CHARS = r'[^"\\\x7F\x00-\x1F]'
+
+
 def _cap_whitespace(gbnf: str) -> str:
+    """Make the converter's grammar stricter: JSON-legal string characters, bounded
+    whitespace."""
+    gbnf = "\n".join(line.replace(_LOOSE_CHARS, _STRICT_CHARS, 1)
+                     if line.startswith("char ::=") else line for line in gbnf.splitlines())
     lines = [line for line in gbnf.splitlines() if not line.replace(" ", "").startswith("ws::=")]
     if len(lines) == len(gbnf.splitlines()):
         return gbnf

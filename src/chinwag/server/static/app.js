@@ -28,6 +28,7 @@ const ui = {
   stop: $("stop"),
   newChat: $("new-chat"),
   apiKey: $("api-key"),
+  apiKeySettings: $("api-key-settings"),
 };
 
 const state = {
@@ -79,7 +80,12 @@ function headers() {
   return result;
 }
 
-class ApiError extends Error {}
+class ApiError extends Error {
+  constructor(message, status = 0) {
+    super(message);
+    this.status = status;
+  }
+}
 
 /** The message of an OpenAI-shaped error body, or a description of the HTTP status. */
 async function errorMessage(response) {
@@ -94,7 +100,7 @@ async function errorMessage(response) {
 
 async function fetchModels() {
   const response = await fetch("/v1/models", { headers: headers() });
-  if (!response.ok) throw new ApiError(await errorMessage(response));
+  if (!response.ok) throw new ApiError(await errorMessage(response), response.status);
   return (await response.json()).data;
 }
 
@@ -183,6 +189,12 @@ function showError(message) {
   ui.error.hidden = !message;
 }
 
+/** Show what went wrong; when the server wants an API key, open the field for it. */
+function reportFailure(error) {
+  showError(error instanceof ApiError ? error.message : `Could not reach the server: ${error.message}`);
+  if (error.status === 401 || error.status === 403) ui.apiKeySettings.open = true;
+}
+
 // ---- Conversation -------------------------------------------------------------------------------
 
 function setBusy(busy) {
@@ -207,6 +219,10 @@ function requestBody() {
 async function send() {
   const text = ui.prompt.value.trim();
   if (!text || state.controller) return;
+  if (!ui.persona.value) {
+    showError("No persona to talk to: the list of personas could not be loaded.");
+    return;
+  }
   showError("");
   let body;
   try {
@@ -224,6 +240,7 @@ async function send() {
 }
 
 async function streamAnswer(body, userItem, text) {
+  const history = state.history;  // "New chat" replaces it: this turn then ends in the old one
   const controller = new AbortController();
   state.controller = controller;
   setBusy(true);
@@ -234,14 +251,14 @@ async function streamAnswer(body, userItem, text) {
     const response = await fetch("/v1/chat/completions", {
       method: "POST", headers: headers(), body: JSON.stringify(body), signal: controller.signal,
     });
-    if (!response.ok) throw new ApiError(await errorMessage(response));
+    if (!response.ok) throw new ApiError(await errorMessage(response), response.status);
     await readEvents(response, (piece) => {
       answer += piece;
       setAnswer(item, answer);
     });
   } catch (error) {
     if (error.name !== "AbortError") {
-      failTurn(error, userItem, item, text, answer);
+      failTurn(error, { history, userItem, item, text, answer });
       return;
     }
     item.classList.add("stopped");
@@ -250,12 +267,12 @@ async function streamAnswer(body, userItem, text) {
     if (state.controller === controller) state.controller = null;
     setBusy(false);
   }
-  finishTurn(item, answer);
+  finishTurn(history, item, answer);
 }
 
-function finishTurn(item, answer) {
+function finishTurn(history, item, answer) {
   if (answer.trim()) {
-    state.history.push({ role: "assistant", content: answer });
+    history.push({ role: "assistant", content: answer });
     return;
   }
   // Nothing came (stopped at once, or the model had nothing to say): the user's message stays in
@@ -265,16 +282,15 @@ function finishTurn(item, answer) {
 }
 
 /** Undo a turn the server refused, so the user can fix the cause and send it again. */
-function failTurn(error, userItem, item, text, answer) {
-  const message = error instanceof ApiError ? error.message : `Could not reach the server: ${error.message}`;
-  showError(message);
+function failTurn(error, { history, userItem, item, text, answer }) {
+  reportFailure(error);
   if (answer) {
     // The stream broke half-way: keep what came, as the end of this turn.
-    state.history.push({ role: "assistant", content: answer });
+    history.push({ role: "assistant", content: answer });
     item.classList.add("stopped");
     return;
   }
-  state.history.pop();
+  history.pop();
   userItem.remove();
   item.remove();
   updateEmptyHint();
@@ -318,7 +334,7 @@ async function loadPersonas() {
     fillPersonas(await fetchModels());
   } catch (error) {
     ui.modelName.textContent = "unavailable";
-    showError(error instanceof ApiError ? error.message : `Could not reach the server: ${error.message}`);
+    reportFailure(error);
   }
 }
 
@@ -339,6 +355,15 @@ function onPromptKey(event) {
   }
 }
 
+/** Keep a new API key and list the personas again with it. */
+function saveApiKey() {
+  const key = ui.apiKey.value.trim();
+  if (key === (localStorage.getItem(STORAGE.apiKey) || "")) return;
+  localStorage.setItem(STORAGE.apiKey, key);
+  showError("");
+  loadPersonas();
+}
+
 function wire() {
   ui.composer.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -353,9 +378,10 @@ function wire() {
     describePersona();
   });
   ui.apiKey.value = localStorage.getItem(STORAGE.apiKey) || "";
-  ui.apiKey.addEventListener("change", () => {
-    localStorage.setItem(STORAGE.apiKey, ui.apiKey.value.trim());
-    loadPersonas();
+  ui.apiKey.addEventListener("change", saveApiKey);
+  $("api-key-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    saveApiKey();
   });
 }
 

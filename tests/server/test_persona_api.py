@@ -1,0 +1,102 @@
+"""Persona endpoints and the legacy text-generation API, on a real server."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import jsonschema
+import pytest
+from websockets.sync.client import connect
+
+pytestmark = pytest.mark.slow
+
+
+def test_gpt_by_get_returns_plain_text(server: Any) -> None:
+    reply = httpx.get(f"{server.url}/gpt/villager", params={"prompt": "Hello!"}, timeout=60)
+    assert reply.status_code == 200
+    assert reply.headers["content-type"].startswith("text/plain")
+    assert reply.text.strip() and "Traveller:" not in reply.text
+
+
+def test_gpt_by_post_form(server: Any) -> None:
+    reply = httpx.post(f"{server.url}/gpt/pogi", data={"prompt": "Hi Pogi!"}, timeout=60)
+    assert reply.status_code == 200 and reply.text.strip()
+
+
+def test_gpt_without_prompt_is_a_400(server: Any) -> None:
+    reply = httpx.get(f"{server.url}/gpt/villager", timeout=10)
+    assert reply.status_code == 400 and reply.json()["error"]["param"] == "prompt"
+
+
+def test_gpt_unknown_persona_is_a_404(server: Any) -> None:
+    reply = httpx.get(f"{server.url}/gpt/wizard", params={"prompt": "hi"}, timeout=10)
+    assert reply.status_code == 404
+    assert "villager" in reply.json()["error"]["message"]
+
+
+def test_toil_without_schema_returns_a_json_object(server: Any) -> None:
+    reply = httpx.post(f"{server.url}/toil/assistant", json={"prompt": "Describe a cat."},
+                       timeout=120)
+    assert reply.status_code == 200, reply.text
+    assert isinstance(reply.json(), dict)
+
+
+def test_toil_with_schema_is_valid_against_it(server: Any) -> None:
+    schema = {"type": "object", "properties": {
+        "mood": {"type": "string", "enum": ["happy", "sad", "grumpy"]},
+        "items": {"type": "array", "items": {"type": "string", "maxLength": 15},
+                  "maxItems": 3}}, "required": ["mood", "items"]}
+    reply = httpx.post(f"{server.url}/toil/villager",
+                       json={"prompt": "How are you and what do you sell?", "schema": schema},
+                       timeout=120)
+    assert reply.status_code == 200, reply.text
+    jsonschema.validate(reply.json(), schema)
+
+
+def test_toil_malformed_json_body_is_a_400(server: Any) -> None:
+    reply = httpx.post(f"{server.url}/toil/villager", content=b"{not json",
+                       headers={"content-type": "application/json"}, timeout=10)
+    assert reply.status_code == 400
+    assert reply.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_websocket_streams_tokens_then_end_and_remembers(server: Any) -> None:
+    url = server.url.replace("http://", "ws://") + "/gpt-socket/villager"
+    with connect(url, open_timeout=10) as ws:
+        answers = []
+        for prompt in ("Hello! My name is Zorblax.", "What did I say my name was?"):
+            ws.send(prompt)
+            frames = []
+            while (frame := ws.recv(timeout=120)) != "<END>":
+                frames.append(frame)
+            assert len(frames) >= 1
+            answers.append("".join(frames))
+    assert all(a.strip() for a in answers)
+
+
+def test_websocket_unknown_persona_is_refused(server: Any) -> None:
+    from websockets.exceptions import InvalidStatus
+
+    url = server.url.replace("http://", "ws://") + "/gpt-socket/wizard"
+    with pytest.raises(InvalidStatus), connect(url, open_timeout=10):
+        pass
+
+
+def test_evennia_contrib_body(server: Any) -> None:
+    """Exactly what evennia/contrib/rpg/llm/llm_client.py sends and reads."""
+    body = {"max_new_tokens": 250, "temperature": 0.7,
+            "prompt": "You are Bertha, an old villager.\nTraveller: Hello!\nBertha:"}
+    reply = httpx.post(f"{server.url}/api/v1/generate", content=json.dumps(body),
+                       headers={"Content-Type": "application/json"}, timeout=120)
+    assert reply.status_code == 200
+    assert isinstance(json.loads(reply.content)["results"][0]["text"], str)
+
+
+def test_textgen_stopping_strings_and_max_new_tokens(server: Any) -> None:
+    body = {"prompt": "1, 2, 3, 4,", "max_new_tokens": 30, "temperature": 0,
+            "stopping_strings": [" 7"], "seed": -1}
+    text = httpx.post(f"{server.url}/api/v1/generate", json=body, timeout=60).json()[
+        "results"][0]["text"]
+    assert " 7" not in text and "6" in text
