@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,3 +68,18 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     s = start_server(tmp_path_factory.mktemp("serve"))
     yield s
     stop_server(s)
+
+
+@pytest.fixture
+def make_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """Start servers with extra ``chinwag serve`` arguments; all are stopped after the test."""
+    started: list[Server] = []
+
+    def make(*args: str, env: dict[str, str] | None = None) -> Server:
+        s = start_server(tmp_path, *args, env=env)
+        started.append(s)
+        return s
+
+    yield make
+    for s in started:
+        stop_server(s)

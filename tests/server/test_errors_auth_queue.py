@@ -1,0 +1,139 @@
+"""Bad input, API keys and the bounded queue, against real servers."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+pytestmark = pytest.mark.slow
+MODEL = "gemma-3-270m-q4_k_m"
+
+
+def error_of(reply: httpx.Response) -> dict[str, Any]:
+    body = reply.json()
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+    return dict(body["error"])
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"[1, 2]", b'"a string"', b""])
+def test_malformed_or_non_object_body_is_a_400(server: Any, content: bytes) -> None:
+    reply = httpx.post(f"{server.url}/v1/chat/completions", content=content,
+                       headers={"content-type": "application/json"}, timeout=10)
+    assert reply.status_code == 400
+    assert error_of(reply)["type"] == "invalid_request_error"
+
+
+def test_missing_messages_is_a_400_naming_the_field(server: Any) -> None:
+    reply = httpx.post(f"{server.url}/v1/chat/completions", json={"model": MODEL}, timeout=10)
+    assert reply.status_code == 400 and error_of(reply)["param"] == "messages"
+
+
+def test_wrong_type_is_a_400(server: Any) -> None:
+    reply = httpx.post(f"{server.url}/v1/completions",
+                       json={"model": MODEL, "prompt": "x", "temperature": "hot"}, timeout=10)
+    assert reply.status_code == 400 and error_of(reply)["param"] == "temperature"
+
+
+def test_payload_over_the_limit_is_a_413(server: Any) -> None:
+    huge = {"model": MODEL, "prompt": "x" * 2_000_000}
+    reply = httpx.post(f"{server.url}/v1/completions", json=huge, timeout=30)
+    assert reply.status_code == 413 and error_of(reply)["code"] == "payload_too_large"
+
+
+def test_chunked_payload_over_the_limit_is_a_413(server: Any) -> None:
+    def chunks() -> Any:
+        for _ in range(30):
+            yield b"x" * 100_000
+
+    reply = httpx.post(f"{server.url}/v1/completions", content=chunks(),
+                       headers={"content-type": "application/json"}, timeout=30)
+    assert reply.status_code == 413
+
+
+def test_unknown_route_is_an_openai_shaped_404(server: Any) -> None:
+    reply = httpx.get(f"{server.url}/v1/nothing-here", timeout=10)
+    assert reply.status_code == 404 and error_of(reply)["type"] == "invalid_request_error"
+
+
+def test_server_keeps_serving_after_errors(server: Any) -> None:
+    httpx.post(f"{server.url}/v1/completions", content=b"{", timeout=10)
+    reply = httpx.post(f"{server.url}/v1/completions",
+                       json={"model": MODEL, "prompt": "Hi", "max_tokens": 2}, timeout=30)
+    assert reply.status_code == 200
+
+
+def test_api_key_required_when_configured(make_server: Callable[..., Any]) -> None:
+    s = make_server("--api-key", "sesame,other")
+    assert httpx.get(f"{s.url}/health", timeout=10).status_code == 200  # stays open
+    assert httpx.get(f"{s.url}/", timeout=10).status_code == 200  # the web page too
+    missing = httpx.get(f"{s.url}/v1/models", timeout=10)
+    assert missing.status_code == 401 and error_of(missing)["code"] == "invalid_api_key"
+    wrong = httpx.get(f"{s.url}/v1/models", headers={"Authorization": "Bearer nope"},
+                      timeout=10)
+    assert wrong.status_code == 401
+    assert httpx.get(f"{s.url}/v1/models", headers={"X-Api-Key": "other"},
+                     timeout=10).status_code == 200
+    assert httpx.get(f"{s.url}/gpt/villager", params={"prompt": "hi"},
+                     timeout=10).status_code == 401
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=f"{s.url}/v1", api_key="nope", max_retries=0).models.list()
+    good = openai.OpenAI(base_url=f"{s.url}/v1", api_key="sesame", max_retries=0)
+    assert any(m.id == "villager" for m in good.models.list().data)
+
+
+def test_queue_over_its_bound_is_a_503_with_retry_after(
+        make_server: Callable[..., Any]) -> None:
+    s = make_server("--max-queue", "0")
+    long = {"model": MODEL, "prompt": "Once upon a time", "max_tokens": 400,
+            "temperature": 0.8}
+    results: dict[str, int] = {}
+
+    def run_long() -> None:
+        results["long"] = httpx.post(f"{s.url}/v1/completions", json=long,
+                                     timeout=120).status_code
+
+    worker = threading.Thread(target=run_long)
+    worker.start()
+    time.sleep(1.5)  # the long request holds the model now
+    busy = httpx.post(f"{s.url}/v1/completions", json={"model": MODEL, "prompt": "Hi"},
+                      timeout=30)
+    assert busy.status_code == 503
+    assert busy.headers["retry-after"] == "1" and error_of(busy)["code"] == "overloaded"
+    worker.join()
+    assert results["long"] == 200  # never interrupted by the refused one
+    after = httpx.post(f"{s.url}/v1/completions",
+                       json={"model": MODEL, "prompt": "Hi", "max_tokens": 2}, timeout=30)
+    assert after.status_code == 200
+
+
+def test_requests_wait_their_turn_and_none_is_interrupted(server: Any) -> None:
+    results: list[tuple[int, str]] = []
+
+    def one(i: int) -> None:
+        reply = httpx.post(f"{server.url}/v1/completions", timeout=120, json={
+            "model": MODEL, "prompt": f"Story {i}: Once upon a time", "max_tokens": 24,
+            "temperature": 0})
+        results.append((reply.status_code, reply.json()["choices"][0]["finish_reason"]))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [(200, "length")] * 4
+
+
+def test_bad_model_file_fails_at_startup_with_a_clear_message(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "chinwag", "serve", "--model",
+                             str(tmp_path / "missing.gguf")], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 1 and "model file not found" in result.stderr
