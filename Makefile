@@ -29,6 +29,9 @@ $(TEST_STAMP): pyproject.toml | $(PY)
 chat: $(RUN_STAMP)
 	$(VENV)/bin/chinwag chat $(ARGS)
 
+serve: $(RUN_STAMP)
+	$(VENV)/bin/chinwag serve $(ARGS)
+
 test: $(TEST_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -38,6 +41,7 @@ lint: $(TEST_STAMP)
 
 bench: $(TEST_STAMP)
 	$(PY) bench/decode.py
+	$(PY) bench/server.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache src/*.egg-info
