@@ -36,21 +36,19 @@ def free_port() -> int:
 
 
 @contextmanager
-def llama_server(model: Path, *args: str) -> Iterator[str]:
-    """Run llama-server on 127.0.0.1 with ``args``; yield its base URL; stop it after."""
-    folder = build_llama_server()
-    port = free_port()
-    log = open(RESULTS / "llama-server.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([str(folder / "llama-server"), "-m", str(model), "--host", "127.0.0.1",
-                             "--port", str(port), *args],
-                            env={**os.environ, "LD_LIBRARY_PATH": str(folder)},
-                            stdout=log, stderr=subprocess.STDOUT)
+def serving(cmd: list[str], port: int, log_name: str,
+            env: dict[str, str] | None = None) -> Iterator[str]:
+    """Run a server command; yield its base URL once ``/health`` answers; stop it after."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    log = open(RESULTS / log_name, "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=log,
+                            stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                sys.exit(f"llama-server exited with {proc.returncode}; see {log.name}")
+                sys.exit(f"{cmd[0]} exited with {proc.returncode}; see {log.name}")
             try:
                 if httpx.get(f"{url}/health", timeout=2).status_code == 200:
                     break
@@ -58,7 +56,7 @@ def llama_server(model: Path, *args: str) -> Iterator[str]:
                 pass
             time.sleep(0.3)
         else:
-            sys.exit("llama-server did not become ready in 120 s")
+            sys.exit(f"{cmd[0]} did not become ready in 120 s; see {log.name}")
         yield url
     finally:
         proc.terminate()
@@ -67,6 +65,26 @@ def llama_server(model: Path, *args: str) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@contextmanager
+def llama_server(model: Path, *args: str) -> Iterator[str]:
+    """Run llama.cpp's server on 127.0.0.1 with ``args``; yield its base URL."""
+    folder = build_llama_server()
+    port = free_port()
+    with serving([str(folder / "llama-server"), "-m", str(model), "--host", "127.0.0.1",
+                  "--port", str(port), *args], port, "llama-server.log",
+                 {"LD_LIBRARY_PATH": str(folder)}) as url:
+        yield url
+
+
+@contextmanager
+def chinwag_server(*args: str) -> Iterator[str]:
+    """Run ``chinwag serve`` on 127.0.0.1 with ``args``; yield its base URL."""
+    port = free_port()
+    with serving([sys.executable, "-m", "chinwag", "serve", "--host", "127.0.0.1", "--port",
+                  str(port), *args], port, "chinwag-serve.log") as url:
+        yield url
 
 
 def write_results(name: str, data: dict[str, object]) -> Path:

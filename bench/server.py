@@ -16,13 +16,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -30,40 +26,12 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from chinwag.models import resolve_model
 from chinwag.settings import Settings
-from common import RESULTS, free_port, llama_server, write_results
+from common import RESULTS, chinwag_server, llama_server, write_results
 
 PROMPT = ("Once upon a time, in a small village called Limbo, there lived an old woman named "
           "Bertha. Every morning she")
 SAMPLING = {"temperature": 0.8, "top_k": 40, "top_p": 0.95, "min_p": 0.05,
             "repeat_penalty": 1.0}
-
-
-@contextmanager
-def chinwag_server(threads: int, n_ctx: int) -> Iterator[str]:
-    port = free_port()
-    log = open(RESULTS / "chinwag-serve.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "-m", "chinwag", "serve", "--host", "127.0.0.1",
-                             "--port", str(port), "--threads", str(threads), "--n-ctx",
-                             str(n_ctx)], stdout=log, stderr=subprocess.STDOUT,
-                            env={k: v for k, v in os.environ.items()
-                                 if not k.startswith(("CHINWAG_", "LLM_"))})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                sys.exit(f"chinwag serve exited; see {log.name}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()
 
 
 def stream_once(url: str, model: str, tokens: int, seed: int) -> dict[str, float]:
@@ -95,7 +63,7 @@ def main() -> None:
     model = resolve_model(Settings())
     ours: list[dict[str, float]] = []
     theirs: list[dict[str, float]] = []
-    with chinwag_server(args.threads, args.n_ctx) as url, \
+    with chinwag_server("--threads", str(args.threads), "--n-ctx", str(args.n_ctx)) as url, \
             llama_server(model, "-t", str(args.threads), "-tb", str(args.threads), "-c",
                          str(args.n_ctx), "-np", "1", "-ngl", "0") as ref:
         name = httpx.get(f"{url}/v1/models", timeout=10).json()["data"][0]["id"]

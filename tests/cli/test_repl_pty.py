@@ -17,29 +17,16 @@ pytestmark = pytest.mark.slow
 PROMPT_UP = "\x1b[?2004h"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
 
-COUNTER = """\
-name: counter
-character: Counter
-description: a machine that counts out loud
-user_name: User
-system_prompt: >-
-  {name} is {description}. It always counts as far as it is asked, one number after another.
-examples:
-  - user: Count from 1 to 30.
-    assistant: >-
-      1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20,
-      21, 22, 23, 24, 25, 26, 27, 28, 29, 30.
-sampling: {temperature: 0, repeat_penalty: 1.0, max_tokens: 3000}
-"""
+PERSONAS = Path(__file__).parent.parent / "data" / "personas"  # holds counter.yaml
 
 
 def clean(text: str) -> str:
     return ANSI.sub("", text)
 
 
-def spawn(tmp_path: Path, *args: str) -> pexpect.spawn:
+def spawn(*args: str) -> pexpect.spawn:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CHINWAG_", "LLM_"))}
-    env.update(TERM="xterm-256color", PROMPT_TOOLKIT_NO_CPR="1", CHINWAG_PERSONAS=str(tmp_path),
+    env.update(TERM="xterm-256color", PROMPT_TOOLKIT_NO_CPR="1", CHINWAG_PERSONAS=str(PERSONAS),
                CHINWAG_CACHE_DIR=os.environ.get("CHINWAG_CACHE_DIR", str(Path.home() / ".cache"
                                                                          / "chinwag")))
     child = pexpect.spawn(sys.executable, ["-m", "chinwag", "chat", *args], env=env,
@@ -55,9 +42,8 @@ def ask(child: pexpect.spawn, text: str) -> str:
     return clean(child.before)
 
 
-def test_person_chats_interrupts_changes_settings_and_leaves(tmp_path: Path) -> None:
-    (tmp_path / "counter.yaml").write_text(COUNTER)
-    child = spawn(tmp_path, "--persona", "villager")
+def test_person_chats_interrupts_changes_settings_and_leaves() -> None:
+    child = spawn("--persona", "villager")
     try:
         answer = ask(child, "Hello! What is this place?")
         assert "Bertha:" in answer
@@ -75,6 +61,7 @@ def test_person_chats_interrupts_changes_settings_and_leaves(tmp_path: Path) -> 
 
         switched = ask(child, "/persona counter")
         assert "Now talking to Counter" in switched
+        ask(child, "/set max_tokens 3000")
         child.sendline("Count from 1 to 2000.")
         child.expect_exact("Counter:")
         child.expect(r"\b12\b")  # the answer is streaming...
@@ -96,8 +83,8 @@ def test_person_chats_interrupts_changes_settings_and_leaves(tmp_path: Path) -> 
     assert child.exitstatus == 0
 
 
-def test_ctrl_c_at_the_prompt_does_not_quit_and_ctrl_d_does(tmp_path: Path) -> None:
-    child = spawn(tmp_path, "--persona", "pogi")
+def test_ctrl_c_at_the_prompt_does_not_quit_and_ctrl_d_does() -> None:
+    child = spawn("--persona", "pogi")
     try:
         child.sendcontrol("c")
         child.expect_exact("Use Ctrl-D or /bye to leave.")

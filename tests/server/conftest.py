@@ -62,10 +62,15 @@ def stop_server(server: Server) -> None:
         server.process.kill()
 
 
+TEST_PERSONAS = Path(__file__).parent.parent / "data" / "personas"
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One server for the session, without an API key."""
-    s = start_server(tmp_path_factory.mktemp("serve"))
+    """One server for the session, without an API key, with the built-in personas and those
+    of tests/data/personas (``counter``)."""
+    s = start_server(tmp_path_factory.mktemp("serve"),
+                     env={"CHINWAG_PERSONAS": str(TEST_PERSONAS)})
     yield s
     stop_server(s)
 

@@ -7,15 +7,10 @@ the machine.
 
 from __future__ import annotations
 
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -38,74 +33,16 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 ANSWER_TIMEOUT_MS = 90_000
 
-# A persona that talks for as long as it is allowed to, so that there is time to press Stop.
-COUNTER = """\
-name: counter
-character: Counter
-description: a machine that counts out loud
-user_name: User
-system_prompt: >-
-  {name} is {description}. It always counts as far as it is asked, one number after another.
-examples:
-  - user: Count from 1 to 30.
-    assistant: >-
-      1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20,
-      21, 22, 23, 24, 25, 26, 27, 28, 29, 30.
-sampling: {temperature: 0, repeat_penalty: 1.0, max_tokens: 40}
-"""
-
 HOSTILE_MARKDOWN = (
     "**hi** <script>window.pwned = 1</script><img src=x onerror=\"window.pwned = 1\">"
     "<a href=\"javascript:window.pwned = 1\">link</a> ![pic](http://example.com/x.png)"
 )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_health(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    """Wait until ``GET /health`` answers 200 (at most 120 s); fail with the server's log."""
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"chinwag serve exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    pytest.fail(f"chinwag serve did not answer /health in 120 s:\n{log.read_text()}")
-
-
 @pytest.fixture(scope="module")
-def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real ``chinwag serve`` on a free port, with the built-in personas and ``counter``."""
-    folder = tmp_path_factory.mktemp("web")
-    (folder / "personas").mkdir()
-    (folder / "personas" / "counter.yaml").write_text(COUNTER)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHINWAG_", "LLM_"))}
-    env["CHINWAG_PERSONAS"] = str(folder / "personas")
-    port = free_port()
-    log = folder / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "chinwag", "serve", "--host", "127.0.0.1", "--port", str(port),
-             "--n-ctx", "2048"], stdout=out, stderr=subprocess.STDOUT, env=env)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_for_health(url, process, log)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+def server_url(server: Any) -> str:
+    """The session's real ``chinwag serve`` (built-in personas and ``counter``)."""
+    return str(server.url)
 
 
 @pytest.fixture(scope="module")
