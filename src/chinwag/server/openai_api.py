@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from chinwag.chat.fitting import ReplyTrimmer, fit_messages
-from chinwag.errors import ContextOverflow
+from chinwag.errors import ContextOverflow, InvalidParams
 from chinwag.prompting.base import Speakers
 from chinwag.server.auth import require_key
 from chinwag.server.schemas import ChatCompletionRequest, CompletionRequest
@@ -91,7 +91,6 @@ def _json_schema(body: ChatCompletionRequest) -> dict[str, Any] | None:
     if fmt.type == "json_object":
         return {"type": "object"}
     if fmt.json_schema is None:
-        from chinwag.errors import InvalidParams
         raise InvalidParams("response_format json_schema needs a 'json_schema' object",
                             param="response_format")
     return fmt.json_schema.schema_
@@ -169,8 +168,7 @@ async def completions(body: CompletionRequest,
     params = body.apply(base)
     if isinstance(body.prompt, list):
         if len(body.prompt) != 1:
-            from chinwag.errors import InvalidParams
-            raise InvalidParams("prompt must be a string or a list of exactly one string",
+                raise InvalidParams("prompt must be a string or a list of exactly one string",
                                 param="prompt")
         prompt = body.prompt[0]
     else:
