@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -63,17 +66,25 @@ def test_toil_malformed_json_body_is_a_400(server: Any) -> None:
 
 
 def test_websocket_streams_tokens_then_end_and_remembers(server: Any) -> None:
-    url = server.url.replace("http://", "ws://") + "/gpt-socket/villager"
+    """Two prompts on one socket: frames then ``<END>`` after each, and the second answer
+    names what only the first prompt said (the ``recall`` persona answers greedily)."""
+    url = server.url.replace("http://", "ws://") + "/gpt-socket/recall"
     with connect(url, open_timeout=10) as ws:
         answers = []
-        for prompt in ("Hello! My name is Zorblax.", "What did I say my name was?"):
+        for prompt in ("My name is Zorblax.", "What is my name?"):
             ws.send(prompt)
             frames = []
             while (frame := ws.recv(timeout=120)) != "<END>":
                 frames.append(frame)
             assert len(frames) >= 1
             answers.append("".join(frames))
-    assert all(a.strip() for a in answers)
+    assert "Zorblax" in answers[1]
+    with connect(url, open_timeout=10) as ws:
+        ws.send("What is my name?")
+        fresh = ""
+        while (frame := ws.recv(timeout=120)) != "<END>":
+            fresh += frame
+    assert "Zorblax" not in fresh, "a new socket must start a new conversation"
 
 
 def test_websocket_unknown_persona_is_refused(server: Any) -> None:
@@ -100,3 +111,15 @@ def test_textgen_stopping_strings_and_max_new_tokens(server: Any) -> None:
     text = httpx.post(f"{server.url}/api/v1/generate", json=body, timeout=60).json()[
         "results"][0]["text"]
     assert " 7" not in text and "6" in text
+
+
+def test_stock_evennia_llm_client_gets_an_answer(server: Any) -> None:
+    """Evennia's own ``LLMClient`` (installed from PyPI, run unchanged in its Twisted reactor)
+    with ``LLM_HOST`` pointing at chinwag gets a non-empty answer. The client answers "" on any
+    non-200 status, so a non-empty text means the request was accepted and parsed."""
+    script = Path(__file__).parent.parent / "data" / "evennia_llm_client.py"
+    done = subprocess.run([sys.executable, str(script), server.url], capture_output=True,
+                          text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    text = json.loads(done.stdout.strip().splitlines()[-1])["text"]
+    assert text.strip(), f"Evennia's client got an empty answer: {done.stderr}"
