@@ -16,6 +16,10 @@ server) translate these classes, and only these, into messages and status codes:
     ├── BackendError                the backend failed while generating
     ├── SchemaError                 a JSON Schema that cannot be turned into a grammar
     ├── Overloaded                  the request queue is full (retry later)
+    ├── StoreError                  the conversation database cannot be used
+    │   ├── StoreVersionError       a database written by a newer chinwag (its schema version)
+    │   ├── StoreCorrupt            a file that is not a SQLite database, or a damaged one
+    │   └── ConversationNotFound    no conversation with that id
     └── Cancelled                   generation stopped by the caller (Ctrl-C, a closed stream)
 """
 
@@ -124,6 +128,40 @@ class Overloaded(ChinwagError):
     def __init__(self, message: str, *, retry_after: int = 1) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class StoreError(ChinwagError):
+    """The conversation database cannot be opened, read or written (names the file)."""
+
+
+class StoreVersionError(StoreError):
+    """A database whose schema is newer than this chinwag knows (it is left untouched).
+
+    Attributes:
+        found: the database's schema version (SQLite ``user_version``).
+        known: the newest version this chinwag can use.
+    """
+
+    def __init__(self, message: str, *, found: int, known: int) -> None:
+        super().__init__(message)
+        self.found = found
+        self.known = known
+
+
+class StoreCorrupt(StoreError):
+    """A file that is not a SQLite database, or one that fails its integrity check."""
+
+
+class ConversationNotFound(StoreError):
+    """No conversation has the id given.
+
+    Attributes:
+        conversation_id: the id asked for.
+    """
+
+    def __init__(self, conversation_id: str) -> None:
+        super().__init__(f"no conversation with id {conversation_id!r}")
+        self.conversation_id = conversation_id
 
 
 class Cancelled(ChinwagError):
