@@ -31,40 +31,90 @@ class Fitted:
 
 def fit_messages(backend: LanguageBackend, preamble: Sequence[Message],
                  messages: Sequence[Message], *, speakers: Speakers, chat_format: ChatFormat,
-                 reserve: int, drop: bool = True) -> Fitted:
+                 reserve: int, drop: bool = True,
+                 counts: Sequence[int | None] | None = None) -> Fitted:
     """Render ``preamble + messages`` so that the prompt plus ``reserve`` tokens fit in the
     context window, leaving out the oldest non-system messages of ``messages`` if needed.
 
     A dropped user message takes the assistant reply that follows it along. The preamble
-    (system prompt, examples) and the last message are never dropped. When even the shortest
-    prompt leaves less than ``reserve`` tokens but still fits, it is returned: the reply then
-    gets what room is left.
+    (system prompt, examples), system messages and the last message are never dropped. When
+    even the shortest prompt leaves less than ``reserve`` tokens but still fits, it is
+    returned: the reply then gets what room is left.
+
+    The cost is a few renders whatever the history's length: each message's cost is estimated
+    from its content's token count (``counts``, e.g. stored with the message, else counted
+    here) plus the chat format's average per-message overhead, measured on the full render;
+    enough of the oldest messages are dropped at once, and the result is checked by rendering
+    it (dropping one more exchange at a time while it still does not fit).
 
     Args:
         reserve: tokens to keep free for the reply (usually ``max_tokens``).
         drop: when False, nothing is left out (OpenAI's default behaviour).
+        counts: the content token count of each message of ``messages`` (None: unknown).
 
     Raises:
         ContextOverflow: the prompt does not fit (with ``drop``: even with nothing left out
             that may be; the error gives both token counts and the reserve).
     """
     n_ctx = backend.context_length
-    kept = list(messages)
-    dropped = 0
-    while True:
+    budget = n_ctx - reserve
+
+    def render(kept: Sequence[Message]) -> tuple[Prompt, int]:
         prompt = backend.render([*preamble, *kept], speakers, chat_format)
-        n = backend.count_tokens(prompt.text)
-        if n + reserve <= n_ctx:
-            return Fitted(prompt, n, dropped)
-        first = next((i for i, m in enumerate(kept[:-1]) if m.role != "system"), None)
-        if not drop or first is None:
-            if n < n_ctx and drop:
-                return Fitted(prompt, n, dropped)
-            raise ContextOverflow(n, n_ctx, reserve)
-        count = 2 if (kept[first].role == "user" and first + 1 < len(kept) - 1
-                      and kept[first + 1].role == "assistant") else 1
-        del kept[first:first + count]
-        dropped += count
+        return prompt, backend.count_tokens(prompt.text)
+
+    prompt, n = render(messages)
+    if n <= budget:
+        return Fitted(prompt, n, 0)
+    units = _droppable_units(messages)
+    if not drop or not units:
+        if drop and n < n_ctx:
+            return Fitted(prompt, n, 0)
+        raise ContextOverflow(n, n_ctx, reserve)
+
+    droppable = [i for unit in units for i in unit]
+    fixed = [m for i, m in enumerate(messages) if i not in set(droppable)]
+    floor_prompt, floor = render(fixed)
+    if floor > budget:  # nothing but the preamble, system messages and the last message
+        if floor < n_ctx:
+            return Fitted(floor_prompt, floor, len(droppable))
+        raise ContextOverflow(floor, n_ctx, reserve)
+    content = [c if c is not None else backend.count_tokens(messages[i].content)
+               for i, c in ((i, counts[i] if counts is not None else None) for i in droppable)]
+    overhead = max(0.0, (n - floor - sum(content)) / len(droppable))
+    cost = dict(zip(droppable, (c + overhead for c in content), strict=True))
+    excess, cut = n - budget, 0
+    while cut < len(units) and excess > 0:
+        excess -= sum(cost[i] for i in units[cut])
+        cut += 1
+    while True:
+        gone = {i for unit in units[:cut] for i in unit}
+        kept = [m for i, m in enumerate(messages) if i not in gone]
+        prompt, n = render(kept)
+        if n <= budget or cut == len(units):
+            return Fitted(prompt, n, len(gone))
+        cut += 1
+
+
+def _droppable_units(messages: Sequence[Message]) -> list[list[int]]:
+    """Indices of the messages that may be dropped, grouped oldest first into what goes
+    together: a user message with the assistant reply right after it, or a lone message.
+    System messages and the last message are never in a unit."""
+    units: list[list[int]] = []
+    last = len(messages) - 1
+    i = 0
+    while i < last:
+        if messages[i].role == "system":
+            i += 1
+            continue
+        if (messages[i].role == "user" and i + 1 < last
+                and messages[i + 1].role == "assistant"):
+            units.append([i, i + 1])
+            i += 2
+        else:
+            units.append([i])
+            i += 1
+    return units
 
 
 class ReplyTrimmer:
