@@ -1,9 +1,11 @@
 """Fixtures shared by the whole suite: the real embedded model (loaded once), a scripted
-backend, and a clean environment (no CHINWAG_*/LLM_* variables leak in from the shell)."""
+backend, and a clean environment (no CHINWAG_*/LLM_* variables leak in from the shell, and
+conversations go to a temporary data folder)."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +15,12 @@ from chinwag.backends.scripted import ScriptedBackend
 from chinwag.settings import Settings
 
 ENV_PREFIXES = ("CHINWAG_", "LLM_")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep the conversation database of every test run, and of the servers and CLIs it
+    starts, out of the user's own (``$XDG_DATA_HOME/chinwag/chinwag.db``)."""
+    os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="chinwag-test-data-")
 
 
 @pytest.fixture(autouse=True)

@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(
         default_factory=default_cache_dir, validation_alias=_env("cache_dir", "CHINWAG_CACHE_DIR"),
         description="Where the embedded model is assembled.")
+    db: Path | None = Field(
+        None, validation_alias=_env("db", "CHINWAG_DB"),
+        description="The conversation database (SQLite). Default: "
+        "~/.local/share/chinwag/chinwag.db.")
 
     @classmethod
     def settings_customise_sources(
@@ -104,6 +108,12 @@ class Settings(BaseSettings):
     def user_personas_dir(self) -> Path:
         """The folder user persona files are read from."""
         return self.personas_dir or default_config_dir() / "personas"
+
+    def db_path(self) -> Path:
+        """The conversation database file: ``db``, else ``$XDG_DATA_HOME/chinwag/chinwag.db``
+        (``~/.local/share/chinwag/chinwag.db``)."""
+        base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+        return self.db or Path(base) / "chinwag" / "chinwag.db"
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:

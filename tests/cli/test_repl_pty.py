@@ -75,7 +75,7 @@ def test_person_chats_interrupts_changes_settings_and_leaves() -> None:
         assert "Counter:" in after and "1, 2" in after.split("Counter:", 1)[1]
 
         again = ask(child, "/reset")
-        assert "forgotten" in again
+        assert "new conversation" in again
         child.sendline("/bye")
         child.expect(pexpect.EOF, timeout=30)
     finally:

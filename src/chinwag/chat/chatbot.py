@@ -1,18 +1,24 @@
 """``Chatbot``: a persona talking with one person, on any backend.
 
-Each turn sends the persona's preamble (system prompt and example exchanges, never trimmed),
-as much recent history as fits, and the new message. History lives in memory for now.
+Each turn sends the persona's preamble (system prompt with pinned facts and the running
+summary, example exchanges; never trimmed), the part of the history the persona's memory policy
+lets through and that fits (``chat.memory``), and the new message. With a ``Store`` the
+conversation is saved as it goes (the user's message when the turn starts, the reply when it
+ends) and resumed by id; without one it lives in memory.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Generator, Iterator
 from typing import Any
 
 from chinwag.backends.base import LanguageBackend
 from chinwag.chat.fitting import fit_messages, tidy_reply
+from chinwag.chat.memory import in_window, replayable, summarize
 from chinwag.chat.persona import Persona
 from chinwag.prompting.base import ChatFormat, Prompt
+from chinwag.store import Conversation, Store, StoredMessage
 from chinwag.types import Done, Event, Message, SamplingParams
 
 
@@ -23,25 +29,62 @@ class Chatbot:
         backend: the model.
         persona: who the chatbot is.
         user: the person's name in the transcript (default: the persona's ``user_name``).
+        store: where the conversation is saved (default: nowhere, it lives in memory).
+        conversation: with a store, the conversation to continue (its id, or the
+            ``Conversation``); without one, a new conversation is created for
+            (persona, ``user``).
         params: sampling settings to start from (default: chinwag's defaults), under the
             persona's own settings.
         **overrides: sampling settings that win over the persona's (``temperature=0``...).
 
     Raises:
         InvalidParams: an override is unknown or out of range.
+        ConversationNotFound: no conversation has the id given.
+        StoreError: the store cannot be read.
     """
 
     def __init__(self, backend: LanguageBackend, persona: Persona, *, user: str | None = None,
+                 store: Store | None = None, conversation: str | Conversation | None = None,
                  params: SamplingParams | None = None, **overrides: Any) -> None:
         self.backend = backend
         self.user = user
-        self.history: list[Message] = []
+        self.store = store
         self.last: Done | None = None
         self._base_params = params
         self._overrides: dict[str, Any] = {}
         self.persona = persona
         self._apply(persona)
         self.set(**overrides)
+        self.conversation: Conversation | None = None
+        self.log: list[StoredMessage] = []
+        self.summary = ""
+        self.summarized_through = -1
+        self.user_facts: list[str] = []
+        self._left_out: list[StoredMessage] = []
+        if store is not None:
+            self._open(store, conversation)
+
+    def _open(self, store: Store, conversation: str | Conversation | None) -> None:
+        if conversation is None:
+            found = store.create_conversation(self.persona.name, self.user)
+        else:
+            cid = conversation if isinstance(conversation, str) else conversation.id
+            found = store.get_conversation(cid)
+        self.conversation = found
+        self.log = store.messages(found.id)
+        self.summary, self.summarized_through = found.summary, found.summarized_through
+        self.user_facts = store.facts(found.persona, found.user) if found.user else []
+
+    @property
+    def conversation_id(self) -> str | None:
+        """The stored conversation's id (None without a store)."""
+        return self.conversation.id if self.conversation else None
+
+    @property
+    def history(self) -> list[Message]:
+        """Every message of the conversation so far, oldest first (what was said, not what
+        the next prompt will send: see ``prompt_for``)."""
+        return [Message(m.role, m.content) for m in self.log]
 
     def _apply(self, persona: Persona) -> None:
         self.persona = persona
@@ -64,36 +107,63 @@ class Chatbot:
         self._apply(persona)
 
     def reset(self) -> None:
-        """Forget the conversation (the persona and settings stay)."""
-        self.history.clear()
+        """Start a new conversation (the persona and settings stay; with a store, the old
+        conversation stays stored and a new one is created)."""
+        self.log, self.summary, self.summarized_through = [], "", -1
+        self._left_out = []
         self.last = None
+        if self.store is not None:
+            owner = self.conversation.user if self.conversation else self.user
+            self.conversation = self.store.create_conversation(self.persona.name, owner)
+
+    def forget(self) -> None:
+        """Delete the conversation (from the store too) and start a new one.
+
+        Raises:
+            StoreError: the store cannot be written.
+        """
+        if self.store is not None and self.conversation is not None:
+            self.store.delete_conversation(self.conversation.id)
+        self.reset()
 
     def prompt_for(self, text: str) -> tuple[Prompt, int]:
         """The prompt the next turn would send for ``text``, and how many history messages it
-        had to leave out to fit.
+        leaves out (by the memory policy's window and by the token budget).
 
-        The oldest history messages are dropped (a user turn with its answer) until the prompt
-        plus ``max_tokens`` fits in the context window; the preamble is never dropped.
+        The history allowed by the persona's memory policy is cut, oldest first (a user turn
+        with its answer), until the prompt plus ``max_tokens`` fits in the context window;
+        the preamble is never dropped.
 
         Raises:
             ContextOverflow: the preamble and ``text`` alone do not fit (both counts given).
         """
-        fitted = fit_messages(self.backend, self.persona.preamble(self.user),
-                              [*self.history, Message("user", text)],
-                              speakers=self.persona.speakers(self.user),
-                              chat_format=self.chat_format, reserve=self.params.max_tokens)
-        return fitted.prompt, fitted.dropped
+        usable = replayable(self.log)
+        window = in_window(usable, self.persona.memory)
+        fitted = fit_messages(
+            self.backend,
+            self.persona.preamble(self.user, summary=self.summary, facts=self.user_facts),
+            [*(Message(m.role, m.content) for m in window),
+             Message("user", text)],
+            speakers=self.persona.speakers(self.user), chat_format=self.chat_format,
+            reserve=self.params.max_tokens, counts=[*(m.tokens for m in window), None])
+        sent = window[fitted.dropped:]
+        first = sent[0].seq if sent else None
+        self._left_out = [m for m in usable if first is None or m.seq < first]
+        return fitted.prompt, len(usable) - len(sent)
 
     def send(self, text: str) -> Generator[str, None, None]:
         """Send one message; yields the reply in pieces as they are generated.
 
         The reply is stripped of surrounding whitespace. Closing the iterator early (Ctrl-C)
         stops generation; the message and the part of the reply produced so far stay in the
-        history. After the last piece, ``last`` holds the ``Done`` event (finish reason, usage).
+        history, marked incomplete. After the last piece, ``last`` holds the ``Done`` event
+        (finish reason, usage). With a store, the message is saved before generation starts
+        and the reply when it ends.
 
         Raises:
-            ContextOverflow: the message cannot fit even with no history.
+            ContextOverflow: the message cannot fit even with no history (nothing is saved).
             BackendError: the model failed.
+            StoreError: the store cannot be written.
         """
         prompt, _ = self.prompt_for(text)
         # JSON output ends where its grammar does; a format's stop strings could cut it short
@@ -103,15 +173,72 @@ class Chatbot:
         return self._turn(text, events)
 
     def _turn(self, text: str, events: Iterator[Event]) -> Generator[str, None, None]:
+        asked = self._remember_question(text)
         parts: list[str] = []
+        done = False
         try:
             for event in tidy_reply(events):
                 if isinstance(event, Done):
                     self.last = event
+                    done = True
                     break
                 parts.append(event.text)
                 yield event.text
         finally:
             if hasattr(events, "close"):
                 events.close()
-            self.history += [Message("user", text), Message("assistant", "".join(parts))]
+            self._remember_answer(asked, "".join(parts), complete=done)
+
+    def _remember_question(self, text: str) -> StoredMessage:
+        tokens = self.backend.count_tokens(text)
+        if self.store is not None and self.conversation is not None:
+            asked = self.store.begin_turn(self.conversation.id, text, tokens=tokens)
+        else:
+            asked = StoredMessage(id=-1, conversation_id="", seq=len(self.log), role="user",
+                                  content=text, created_at=time.time(), tokens=tokens,
+                                  complete=False)
+        self.log.append(asked)
+        return asked
+
+    def _remember_answer(self, asked: StoredMessage, reply: str, *, complete: bool) -> None:
+        tokens = self.backend.count_tokens(reply)
+        if self.store is not None:
+            answer = self.store.finish_turn(asked, reply, tokens=tokens, complete=complete)
+        else:
+            answer = StoredMessage(id=-1, conversation_id="", seq=asked.seq + 1,
+                                   role="assistant", content=reply, created_at=time.time(),
+                                   tokens=tokens, complete=complete)
+        self.log[-1] = StoredMessage(**{**asked.__dict__, "complete": complete})
+        self.log.append(answer)
+
+    def summary_due(self) -> bool:
+        """Whether the persona keeps a summary and at least ``summary_batch`` messages left
+        out of the last prompt are not in it yet (then call ``update_summary``, after the
+        reply has been delivered)."""
+        memory = self.persona.memory
+        if memory.policy != "summary":
+            return False
+        fresh = [m for m in self._left_out if m.seq > self.summarized_through]
+        return len(fresh) >= memory.summary_batch
+
+    def update_summary(self) -> bool:
+        """Bring the running summary up to date with the messages the last prompt left out
+        (one model call); saved with the conversation. Returns whether it changed.
+
+        Call it off the hot path: after the reply has been sent.
+
+        Raises:
+            BackendError: the model failed.
+            StoreError: the store cannot be written.
+        """
+        fresh = [m for m in self._left_out if m.seq > self.summarized_through]
+        if not fresh:
+            return False
+        summary = summarize(self.backend, self.summary,
+                            [Message(m.role, m.content) for m in fresh],
+                            self.persona.speakers(self.user), self.persona.memory)
+        through = fresh[-1].seq
+        if self.store is not None and self.conversation is not None:
+            self.store.set_summary(self.conversation.id, summary, through)
+        self.summary, self.summarized_through = summary, through
+        return True

@@ -83,7 +83,8 @@ def fit_messages(backend: LanguageBackend, preamble: Sequence[Message],
                for i, c in ((i, counts[i] if counts is not None else None) for i in droppable)]
     overhead = max(0.0, (n - floor - sum(content)) / len(droppable))
     cost = dict(zip(droppable, (c + overhead for c in content), strict=True))
-    excess, cut = n - budget, 0
+    excess: float = n - budget
+    cut = 0
     while cut < len(units) and excess > 0:
         excess -= sum(cost[i] for i in units[cut])
         cut += 1

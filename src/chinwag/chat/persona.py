@@ -15,6 +15,11 @@ A persona file::
     sampling: {temperature: 0.7, max_tokens: 80}
     chat_format: null              # a named format for models without a template
     greeting: Well met, traveller!
+    memory:                        # what of the conversation is sent each turn
+      policy: summary              # window (default) | token_budget | summary
+      window: 25                   # messages sent at most (window, summary)
+    facts:                         # pinned facts, always sent with the system prompt
+      - Bertha's goat is called Moss.
 
 User files (``~/.config/chinwag/personas/*.yaml`` or ``--personas DIR``) override built-ins of
 the same name.
@@ -23,6 +28,7 @@ the same name.
 from __future__ import annotations
 
 import string
+from collections.abc import Sequence
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -30,6 +36,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from chinwag.chat.memory import MemoryPolicy, memory_system_text
 from chinwag.errors import InvalidParams, PersonaError, UnknownPersona
 from chinwag.prompting.base import Speakers
 from chinwag.types import Message, SamplingParams
@@ -66,6 +73,8 @@ class Persona(BaseModel):
     sampling: dict[str, Any] = Field(default_factory=dict)
     chat_format: str | None = None
     greeting: str | None = None
+    memory: MemoryPolicy = Field(default_factory=lambda: MemoryPolicy())
+    facts: tuple[str, ...] = ()
 
     @field_validator("system_prompt")
     @classmethod
@@ -99,9 +108,18 @@ class Persona(BaseModel):
         return self.system_prompt.format(name=self.display_name, description=self.description,
                                          location=self.location, user=user or self.user_name)
 
-    def preamble(self, user: str | None = None) -> list[Message]:
-        """System prompt and example exchanges, as messages (always sent, never trimmed)."""
-        messages = [Message("system", self.system_text(user))]
+    def preamble(self, user: str | None = None, *, summary: str = "",
+                 facts: Sequence[str] = ()) -> list[Message]:
+        """System prompt and example exchanges, as messages (always sent, never trimmed).
+
+        Args:
+            summary: the running summary of what fell out of the conversation's window,
+                added to the system prompt (see ``chat.memory``).
+            facts: user-level pinned facts, sent after the persona's own ``facts``.
+        """
+        system = memory_system_text(self.system_text(user), summary=summary,
+                                    facts=[*self.facts, *facts])
+        messages = [Message("system", system)]
         for ex in self.examples:
             messages += [Message("user", ex.user), Message("assistant", ex.assistant)]
         return messages

@@ -1,10 +1,10 @@
-"""The ``chinwag`` command: chat, complete, models, personas."""
+"""The ``chinwag`` command: chat, complete, models, personas, serve, conversations."""
 
 from __future__ import annotations
 
 import typer
 
-from chinwag.cli import chat, complete, info, serve
+from chinwag.cli import chat, complete, conversations, info, serve
 
 app = typer.Typer(name="chinwag", no_args_is_help=True, add_completion=False,
                   help="Chat with LLM personas on a local model.")
@@ -13,6 +13,7 @@ app.command("complete")(complete.complete)
 app.command("models")(info.models)
 app.command("personas")(info.personas)
 app.command("serve")(serve.serve)
+app.add_typer(conversations.app, name="conversations")
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from chinwag.chat import Chatbot, get_persona
 from chinwag.cli.common import (
     ChatFormatOpt,
     ConfigOpt,
+    DbOpt,
     MaxTokensOpt,
     MinPOpt,
     ModelOpt,
@@ -27,12 +28,14 @@ from chinwag.cli.common import (
     TopKOpt,
     TopPOpt,
     friendly_errors,
+    login_name,
     open_backend,
     sampling_flags,
     settings_from,
 )
 from chinwag.cli.session import ChatSession
 from chinwag.errors import ChinwagError
+from chinwag.store import Store
 
 
 @friendly_errors
@@ -43,20 +46,39 @@ def chat(
     model: ModelOpt = None, chat_format: ChatFormatOpt = None, n_ctx: NCtxOpt = None,
     threads: ThreadsOpt = None, personas_dir: PersonasOpt = None, config: ConfigOpt = None,
     user: Annotated[str | None, typer.Option(
-        "--user", help="Your name in the conversation (default: the persona's user_name).",
+        "--user", help="Your name: in the conversation (default: the persona's user_name) and "
+        "in the database, whose conversations are yours (default: your login name).",
         show_default=False)] = None,
+    new: Annotated[bool, typer.Option(
+        "--new", help="Start a new conversation instead of resuming the last one.")] = False,
+    conversation: Annotated[str | None, typer.Option(
+        "--conversation", help="Continue the conversation with this id "
+        "(see chinwag conversations).", show_default=False)] = None,
+    db: DbOpt = None,
     max_tokens: MaxTokensOpt = None, temperature: TemperatureOpt = None, top_k: TopKOpt = None,
     top_p: TopPOpt = None, min_p: MinPOpt = None, repeat_penalty: RepeatPenaltyOpt = None,
     seed: SeedOpt = None,
 ) -> None:
     """Chat with a persona, answers streamed token by token."""
     settings = settings_from(config, persona=persona, model=model, chat_format=chat_format,
-                             n_ctx=n_ctx, n_threads=threads, personas_dir=personas_dir)
+                             n_ctx=n_ctx, n_threads=threads, personas_dir=personas_dir, db=db)
     found = get_persona(settings.persona, settings.user_personas_dir())
     overrides = sampling_flags(max_tokens=max_tokens, temperature=temperature, top_k=top_k,
                                top_p=top_p, min_p=min_p, repeat_penalty=repeat_penalty, seed=seed)
+    store = Store(settings.db_path())
+    try:
+        if conversation is not None:
+            resumed = store.get_conversation(conversation)
+        elif new:
+            resumed = store.create_conversation(found.name, user or login_name())
+        else:
+            resumed = store.conversation_for(found.name, user or login_name())
+    except ChinwagError:
+        store.close()
+        raise
     backend = open_backend(settings)
-    chatbot = Chatbot(backend, found, user=user, **overrides)
+    chatbot = Chatbot(backend, found, user=user, store=store, conversation=resumed,
+                      **overrides)
     session = ChatSession(backend, chatbot, settings.user_personas_dir(), sys.stdout)
     try:
         if sys.stdin.isatty() and sys.stdout.isatty():
@@ -66,7 +88,9 @@ def chat(
         else:
             run_piped(session, sys.stdin, sys.stdout)
     finally:
+        session.wait_for_summary()
         backend.close()
+        store.close()
 
 
 def run_piped(session: ChatSession, lines: TextIO, out: TextIO) -> None:
@@ -85,7 +109,7 @@ def run_piped(session: ChatSession, lines: TextIO, out: TextIO) -> None:
                 return
             continue
         try:
-            for piece in session.chatbot.send(line):
+            for piece in session.ask(line):
                 out.write(piece)
                 out.flush()
         except ChinwagError as e:

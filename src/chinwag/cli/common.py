@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import getpass
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +39,9 @@ PersonasOpt = Annotated[Path | None, typer.Option(
     "--personas", help="Folder of persona YAML files (env: CHINWAG_PERSONAS; default "
     "~/.config/chinwag/personas).", show_default=False)]
 
+DbOpt = Annotated[Path | None, typer.Option(
+    "--db", help="Conversation database file (env: CHINWAG_DB; default "
+    "~/.local/share/chinwag/chinwag.db).", show_default=False)]
 MaxTokensOpt = Annotated[int | None, typer.Option("--max-tokens", "-n",
                                                   help="Most tokens to generate.")]
 TemperatureOpt = Annotated[float | None, typer.Option("--temperature", help="0 = greedy.")]
@@ -46,6 +50,14 @@ TopPOpt = Annotated[float | None, typer.Option("--top-p")]
 MinPOpt = Annotated[float | None, typer.Option("--min-p")]
 RepeatPenaltyOpt = Annotated[float | None, typer.Option("--repeat-penalty", help="1 = off.")]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Same seed, same text.")]
+
+
+def login_name() -> str:
+    """Who is at the terminal, for the conversation database: the login name, else "local"."""
+    try:
+        return getpass.getuser() or "local"
+    except (OSError, KeyError):
+        return "local"
 
 
 def sampling_flags(**flags: Any) -> dict[str, Any]:

@@ -55,7 +55,7 @@ def stream_answer(session: ChatSession, text: str) -> None:
     out.flush()
     stream = None
     try:
-        stream = session.chatbot.send(text)
+        stream = session.ask(text)
         for piece in stream:
             out.write(piece)
             out.flush()

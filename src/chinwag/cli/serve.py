@@ -11,6 +11,7 @@ from chinwag.chat.persona import load_personas
 from chinwag.cli.common import (
     ChatFormatOpt,
     ConfigOpt,
+    DbOpt,
     ModelOpt,
     NCtxOpt,
     PersonasOpt,
@@ -19,6 +20,7 @@ from chinwag.cli.common import (
     open_backend,
     settings_from,
 )
+from chinwag.store import Store
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -38,6 +40,7 @@ def serve(
     max_queue: Annotated[int | None, typer.Option(
         "--max-queue", help="Requests that may wait for the model before the server answers "
         "503 (env: CHINWAG_MAX_QUEUE; default 16).", show_default=False)] = None,
+    db: DbOpt = None,
 ) -> None:
     """Serve personas over HTTP: OpenAI-compatible API, persona endpoints, websocket, web page."""
     import uvicorn
@@ -46,8 +49,9 @@ def serve(
 
     settings = settings_from(config, host=host, port=port, model=model,
                              personas_dir=personas_dir, chat_format=chat_format, n_ctx=n_ctx,
-                             n_threads=threads, api_key=api_key, max_queue=max_queue)
+                             n_threads=threads, api_key=api_key, max_queue=max_queue, db=db)
     personas = sorted(load_personas(settings.user_personas_dir()))  # fail early on a bad file
+    Store(settings.db_path()).close()  # and on a database that cannot be used
     backend = open_backend(settings)
     try:
         info = backend.info()
@@ -56,6 +60,7 @@ def serve(
         console.print(f"model: {info.name} ({info.path or 'remote'}), n_ctx {info.n_ctx}, "
                       f"chat format {info.chat_format}")
         console.print(f"personas: {', '.join(personas)}")
+        console.print(f"conversations: {settings.db_path()}")
         if settings.api_keys():
             console.print("API key required (Authorization: Bearer KEY or X-Api-Key)")
         uvicorn.run(create_app(settings, backend), host=settings.host, port=settings.port,

@@ -5,8 +5,10 @@ Used by ``chinwag chat`` both interactively (``repl.py``) and with piped input.
 
 from __future__ import annotations
 
+import json
 import shlex
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Generator
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, TextIO
@@ -21,7 +23,10 @@ Commands:
   /set <param> <value>   change a sampling setting (temperature, top_k, top_p, min_p,
                          repeat_penalty, max_tokens, seed, stop); /set seed none clears it
   /show                  show the persona, the model and the settings in force
-  /reset                 forget the conversation
+  /reset                 start a new conversation (the old one stays stored)
+  /history               show the conversation so far
+  /forget                delete this conversation from the database, start a new one
+  /export FILE           save this conversation as JSON (chinwag conversations import FILE)
   /persona NAME          talk to another persona (the conversation is kept)
   /help                  this help
   /bye                   leave (Ctrl-D too)
@@ -69,6 +74,36 @@ class ChatSession:
         self.personas_dir = personas_dir
         self.out = out
         self.done = False
+        self._summarizing: threading.Thread | None = None
+
+    def ask(self, text: str) -> Generator[str, None, None]:
+        """Send ``text``; yields the answer in pieces. Closing it early stops generation.
+
+        When the persona keeps a summary and one is due, it is written in a background thread
+        once the answer is complete (while the person reads and types); the next ``ask`` waits
+        for it to finish first.
+
+        Raises:
+            ChinwagError: what ``Chatbot.send`` raises.
+        """
+        self.wait_for_summary()
+        yield from self.chatbot.send(text)
+        if self.chatbot.summary_due():
+            self._summarizing = threading.Thread(target=self._summarize, daemon=True,
+                                                 name="chinwag-summary")
+            self._summarizing.start()
+
+    def _summarize(self) -> None:
+        try:
+            self.chatbot.update_summary()
+        except ChinwagError as e:
+            self._say(f"(the conversation summary was not updated: {e})")
+
+    def wait_for_summary(self) -> None:
+        """Wait until a summary being written in the background is done."""
+        if self._summarizing is not None:
+            self._summarizing.join()
+            self._summarizing = None
 
     def command(self, line: str) -> None:
         """Run one slash command (``line`` starts with "/"). Errors are printed, not raised."""
@@ -76,6 +111,8 @@ class ChatSession:
         handlers: dict[str, Callable[[str], None]] = {
             "set": self._set, "show": lambda _: self._show(), "reset": lambda _: self._reset(),
             "persona": self._persona, "help": lambda _: self._say(HELP),
+            "history": lambda _: self._history(), "forget": lambda _: self._forget(),
+            "export": self._export,
             "bye": lambda _: self._bye(), "exit": lambda _: self._bye(),
             "quit": lambda _: self._bye(), "?": lambda _: self._say(HELP),
         }
@@ -110,12 +147,47 @@ class ChatSession:
                  f"chat format: {self.chatbot.chat_format.name}",
                  "settings: " + "  ".join(f"{k}={getattr(params, k)!r}"
                                           for k in SamplingParams.names() if k != "json_schema"),
-                 f"history: {len(self.chatbot.history)} messages"]
+                 f"history: {len(self.chatbot.log)} messages  memory: "
+                 f"{persona.memory.policy}  conversation: {self.chatbot.conversation_id}"]
         self._say("\n".join(lines))
 
     def _reset(self) -> None:
+        self.wait_for_summary()
         self.chatbot.reset()
-        self._say("The conversation is forgotten.")
+        self._say("A new conversation starts.")
+
+    def _history(self) -> None:
+        bot = self.chatbot
+        names = {"user": bot.persona.speakers(bot.user).user,
+                 "assistant": bot.persona.display_name}
+        lines = [f"{names.get(m.role, m.role)}: {m.content}"
+                 + ("" if m.complete else "  [incomplete]") for m in bot.log]
+        if bot.summary:
+            lines.insert(0, f"(summary of earlier turns)\n{bot.summary}\n")
+        self._say("\n".join(lines) if lines else "No messages yet.")
+
+    def _forget(self) -> None:
+        self.wait_for_summary()
+        self.chatbot.forget()
+        self._say("This conversation is deleted; a new one starts.")
+
+    def _export(self, rest: str) -> None:
+        bot = self.chatbot
+        if not rest:
+            self._say("Usage: /export FILE")
+            return
+        if bot.store is None or bot.conversation_id is None:
+            self._say("Nothing to export: this conversation is not stored.")
+            return
+        self.wait_for_summary()
+        path = Path(rest).expanduser()
+        try:
+            path.write_text(json.dumps(bot.store.export_conversation(bot.conversation_id),
+                                       indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        except OSError as e:
+            self._say(f"error: cannot write {path}: {e.strerror}")
+            return
+        self._say(f"Saved {len(bot.log)} messages to {path}.")
 
     def _persona(self, name: str) -> None:
         if not name:

@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chinwag.backends.base import LanguageBackend
-from chinwag.server import openai_api, ops_api, persona_api, textgen_api
+from chinwag.server import conversations_api, openai_api, ops_api, persona_api, textgen_api
 from chinwag.server.errors import error_body, install_error_handlers
 from chinwag.server.state import ServerState
 from chinwag.settings import Settings
@@ -103,8 +103,8 @@ def create_app(settings: Settings, backend: LanguageBackend | None = None) -> Fa
             the app starts, and closed when it stops.
 
     Raises (at start-up):
-        ModelNotFound, ModelLoadError, PersonaError, ...: what loading the model and the
-            personas raises.
+        ModelNotFound, ModelLoadError, PersonaError, StoreError, ...: what loading the model,
+            the personas and the conversation database raises.
     """
 
     @asynccontextmanager
@@ -116,7 +116,9 @@ def create_app(settings: Settings, backend: LanguageBackend | None = None) -> Fa
         try:
             yield
         finally:
+            await state.drain()
             state.queue.close()
+            state.store.close()
             if backend is None:
                 state.backend.close()
 
@@ -127,6 +129,7 @@ def create_app(settings: Settings, backend: LanguageBackend | None = None) -> Fa
     app.include_router(openai_api.router)
     app.include_router(persona_api.router)
     app.include_router(textgen_api.router)
+    app.include_router(conversations_api.router)
     if STATIC.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

@@ -16,11 +16,13 @@ from chinwag.errors import (
     ChinwagError,
     ConfigError,
     ContextOverflow,
+    ConversationNotFound,
     FormatError,
     InvalidParams,
     ModelError,
     Overloaded,
     SchemaError,
+    StoreError,
     UnknownPersona,
 )
 
@@ -58,6 +60,10 @@ def from_chinwag(e: ChinwagError) -> APIError:
         return APIError(400, str(e), param="response_format", code="invalid_schema")
     if isinstance(e, FormatError):
         return APIError(400, str(e), param="messages", code="invalid_messages")
+    if isinstance(e, ConversationNotFound):
+        return APIError(404, str(e), param="conversation", code="conversation_not_found")
+    if isinstance(e, StoreError):
+        return APIError(500, str(e), type="server_error", code="store_error")
     if isinstance(e, Overloaded):
         return APIError(503, str(e), type="server_error", code="overloaded",
                         headers={"Retry-After": str(e.retry_after)})

@@ -4,7 +4,13 @@
 - ``POST /toil/{persona}`` with JSON ``{"prompt", "schema"?}``: a JSON object, valid against
   the schema when one is given (enforced while generating).
 - ``WS /gpt-socket/{persona}``: each text frame is a prompt; the answer comes back as frames of
-  tokens, then one frame ``<END>``. The conversation lasts as long as the socket.
+  tokens, then one frame ``<END>``.
+
+Memory: with a ``user`` (``/gpt`` query string or form, the ``/toil`` body, the socket's query
+string) the conversation is kept in the database per (persona, user) and resumed on the next
+request, by any endpoint; ``conversation=ID`` picks one conversation by id. Without a user a
+request starts a fresh conversation that is not stored (on a socket it lasts as long as the
+socket). The conversation's id comes back in the ``X-Conversation-Id`` header.
 """
 
 from __future__ import annotations
@@ -29,12 +35,21 @@ END = "<END>"
 TOIL_MIN_TOKENS = 512  # room for a JSON object, whatever the persona's max_tokens
 
 
+async def _param(request: Request, name: str) -> str | None:
+    """A parameter from the query string, else (for a POST) from the form."""
+    value: Any = request.query_params.get(name)
+    if value is None and request.method == "POST":
+        value = (await request.form()).get(name)
+    return value if isinstance(value, str) else None
+
+
+def _conversation_header(chatbot: Chatbot) -> dict[str, str]:
+    cid = chatbot.conversation_id
+    return {"X-Conversation-Id": cid} if cid else {}
+
+
 async def _prompt_from(request: Request) -> str:
-    prompt = request.query_params.get("prompt")
-    if prompt is None and request.method == "POST":
-        form = await request.form()
-        value = form.get("prompt")
-        prompt = value if isinstance(value, str) else None
+    prompt = await _param(request, "prompt")
     if prompt is None or not prompt.strip():
         raise APIError(400, "the 'prompt' parameter is required (query string or form)",
                        param="prompt", code="missing_required_parameter")
@@ -48,9 +63,10 @@ async def gpt(persona: str, request: Request,
     """The persona's answer to ``prompt``, as plain text."""
     found = state.persona(persona)
     prompt = await _prompt_from(request)
-    chatbot = Chatbot(state.backend, found, user=request.query_params.get("user"))
+    chatbot = state.chatbot(found, await _param(request, "user") or None,
+                            await _param(request, "conversation") or None)
     pieces = [piece async for piece in state.chat_turn(chatbot, prompt)]
-    return PlainTextResponse("".join(pieces))
+    return PlainTextResponse("".join(pieces), headers=_conversation_header(chatbot))
 
 
 @router.post("/toil/{persona}", dependencies=[Depends(require_key)])
@@ -63,7 +79,7 @@ async def toil(persona: str, body: ToilRequest,
         raise InvalidParams("schema must be a JSON Schema object", param="schema")
     hint = ("Answer with a JSON object that follows this JSON Schema: " + json.dumps(schema)
             if body.schema_ is not None else "Answer with a JSON object.")
-    chatbot = Chatbot(state.backend, found, user=body.user)
+    chatbot = state.chatbot(found, body.user, body.conversation)
     chatbot.set(json_schema=schema, max_tokens=max(chatbot.params.max_tokens, TOIL_MIN_TOKENS))
     text = "".join([p async for p in state.chat_turn(chatbot, f"{body.prompt}\n{hint}")])
     try:
@@ -72,7 +88,8 @@ async def toil(persona: str, body: ToilRequest,
         raise APIError(500, "the model's answer was cut before the JSON object was complete "
                        f"({chatbot.last.usage.completion_tokens if chatbot.last else 0} tokens)",
                        type="server_error", code="incomplete_json") from None
-    return JSONResponse(value if isinstance(value, dict) else {"result": value})
+    return JSONResponse(value if isinstance(value, dict) else {"result": value},
+                        headers=_conversation_header(chatbot))
 
 
 @router.websocket("/gpt-socket/{persona}")
@@ -83,13 +100,15 @@ async def gpt_socket(websocket: WebSocket, persona: str) -> None:
         check_key(state.settings.api_keys(), key_from_headers(websocket.headers)
                   or websocket.query_params.get("api_key"))
         found = state.persona(persona)
+        chatbot = state.chatbot(found, websocket.query_params.get("user") or None,
+                                websocket.query_params.get("conversation") or None)
     except (APIError, ChinwagError) as e:
         mapped = e if isinstance(e, APIError) else from_chinwag(e)
-        await websocket.close(code=4401 if mapped.status == 401 else 4404,
+        await websocket.close(code={401: 4401, 404: 4404}.get(mapped.status, 4400),
                               reason=mapped.message[:120])
         return
-    await websocket.accept()
-    chatbot = Chatbot(state.backend, found, user=websocket.query_params.get("user"))
+    await websocket.accept(headers=[(k.lower().encode(), v.encode())
+                                    for k, v in _conversation_header(chatbot).items()])
     try:
         while True:
             prompt = await websocket.receive_text()

@@ -115,6 +115,7 @@ class ToilRequest(_Body):
     prompt: str
     schema_: dict[str, Any] | None = Field(None, alias="schema")
     user: str | None = None
+    conversation: str | None = None
 
 
 class GenerateRequest(_Body):

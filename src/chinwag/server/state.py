@@ -1,13 +1,16 @@
-"""What one running server holds: settings, the model, personas, the queue, metrics.
+"""What one running server holds: settings, the model, personas, the queue, metrics, the
+conversation database.
 
 Built in the app's lifespan and reached by routes through ``get_state`` (no globals).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -15,11 +18,14 @@ from fastapi import Depends, Request
 from chinwag.backends.base import LanguageBackend
 from chinwag.chat.chatbot import Chatbot
 from chinwag.chat.persona import Persona, load_personas
-from chinwag.errors import UnknownPersona
+from chinwag.errors import ChinwagError, InvalidParams, UnknownPersona
 from chinwag.server.metrics import Metrics
 from chinwag.server.queue import GenerationQueue
 from chinwag.settings import Settings
+from chinwag.store import Store
 from chinwag.types import Done, Event, SamplingParams
+
+log = logging.getLogger("chinwag.server")
 
 
 @dataclass
@@ -33,6 +39,9 @@ class ServerState:
         personas: every persona by name, loaded at start.
         queue: the line for the model.
         metrics: Prometheus metrics.
+        store: the conversation database (server-side memory of the persona endpoints).
+        turn_locks: one lock per stored conversation, so that its turns never overlap.
+        background: summaries being written after their replies were sent.
     """
 
     settings: Settings
@@ -41,14 +50,24 @@ class ServerState:
     personas: dict[str, Persona]
     queue: GenerationQueue
     metrics: Metrics
+    store: Store
+    turn_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    background: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
     def build(cls, settings: Settings, backend: LanguageBackend) -> ServerState:
+        """Load the personas and open the database.
+
+        Raises:
+            PersonaError: a persona file cannot be loaded.
+            StoreError: the database cannot be opened (a newer schema, a corrupt file).
+        """
         metrics = Metrics()
+        personas = load_personas(settings.user_personas_dir())
         return cls(settings=settings, backend=backend, model_id=backend.info().name,
-                   personas=load_personas(settings.user_personas_dir()),
+                   personas=personas,
                    queue=GenerationQueue(settings.max_queue, metrics.queue_depth.set),
-                   metrics=metrics)
+                   metrics=metrics, store=Store(settings.db_path()))
 
     def persona(self, name: str) -> Persona:
         """The persona called ``name``.
@@ -84,23 +103,73 @@ class ServerState:
                 first = time.perf_counter()
             yield event
 
+    def chatbot(self, persona: Persona, user: str | None,
+                conversation: str | None = None) -> Chatbot:
+        """The chatbot for a persona endpoint's request: the conversation ``conversation``
+        (by id), else the user's latest one with the persona (created on first use), else,
+        without a user, a fresh conversation that is not stored.
+
+        Raises:
+            ConversationNotFound: no conversation has that id (HTTP 404).
+            InvalidParams: the conversation belongs to another persona or user (HTTP 400).
+            StoreError: the database cannot be read.
+        """
+        if conversation is not None:
+            found = self.store.get_conversation(conversation)
+            if found.persona != persona.name or (user is not None and found.user != user):
+                raise InvalidParams(f"conversation {conversation} is not one of "
+                                    f"{user or 'anyone'}'s with {persona.name}",
+                                    param="conversation")
+            return Chatbot(self.backend, persona, user=found.user, store=self.store,
+                           conversation=found)
+        if user is None:
+            return Chatbot(self.backend, persona)
+        return Chatbot(self.backend, persona, user=user, store=self.store,
+                       conversation=self.store.conversation_for(persona.name, user))
+
     async def chat_turn(self, chatbot: Chatbot, text: str) -> AsyncIterator[str]:
-        """One turn of a server-side conversation, streamed through the queue."""
-        started = time.perf_counter()
-        first: float | None = None
-        async for piece in self.queue.stream(lambda: chatbot.send(text)):
-            if first is None:
-                first = time.perf_counter()
-            yield piece
-        if chatbot.last is not None:
-            now = time.perf_counter()
-            self.metrics.generation(chatbot.last.usage,
-                                    None if first is None else first - started,
-                                    now - (first or now))
+        """One turn of a server-side conversation, streamed through the queue.
+
+        Turns of one stored conversation take place one after the other. When the persona
+        keeps a summary and one is due, it is written after the reply has been delivered
+        (queued behind the requests already waiting), never delaying this answer.
+        """
+        cid = chatbot.conversation_id
+        lock = self.turn_locks.setdefault(cid, asyncio.Lock()) if cid else asyncio.Lock()
+        async with lock:
+            started = time.perf_counter()
+            first: float | None = None
+            async for piece in self.queue.stream(lambda: chatbot.send(text)):
+                if first is None:
+                    first = time.perf_counter()
+                yield piece
+            if chatbot.last is not None:
+                now = time.perf_counter()
+                self.metrics.generation(chatbot.last.usage,
+                                        None if first is None else first - started,
+                                        now - (first or now))
+        if chatbot.summary_due():
+            task = asyncio.get_running_loop().create_task(self._summarize(chatbot))
+            self.background.add(task)
+            task.add_done_callback(self.background.discard)
+
+    async def _summarize(self, chatbot: Chatbot) -> None:
+        try:
+            async for _ in self.queue.stream(lambda: iter([chatbot.update_summary()])):
+                pass
+        except ChinwagError as e:
+            log.warning("summary of conversation %s not updated: %s",
+                        chatbot.conversation_id, e)
+
+    async def drain(self) -> None:
+        """Wait for the summaries still being written (at shutdown)."""
+        if self.background:
+            await asyncio.gather(*self.background, return_exceptions=True)
 
     def close(self) -> None:
         self.queue.close()
         self.backend.close()
+        self.store.close()
 
 
 def get_state(request: Any) -> ServerState:

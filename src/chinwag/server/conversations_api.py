@@ -1,0 +1,66 @@
+"""A user's stored conversations over HTTP: list, export, import, delete.
+
+- ``GET /users/{user}/conversations`` (``?persona=``): the user's conversations, newest first.
+- ``DELETE /users/{user}/conversations`` (``?persona=``): forget all of them.
+- ``GET /conversations/{id}``: one conversation as JSON (the ``chinwag conversations export``
+  format); ``DELETE /conversations/{id}``: forget it.
+- ``POST /conversations``: add an exported conversation (under a new id if its id is taken).
+
+The OpenAI endpoints stay stateless (OpenAI clients send the whole history); these serve the
+persona endpoints' server-side memory.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends
+from fastapi.responses import JSONResponse
+
+from chinwag.server.auth import require_key
+from chinwag.server.state import State
+from chinwag.store import Conversation
+
+router = APIRouter(dependencies=[Depends(require_key)])
+
+
+def _info(c: Conversation) -> dict[str, Any]:
+    return {"id": c.id, "object": "conversation", "persona": c.persona, "user": c.user,
+            "created_at": c.created_at, "updated_at": c.updated_at,
+            "message_count": c.message_count, "summary": c.summary}
+
+
+@router.get("/users/{user}/conversations")
+async def list_conversations(user: str, state: State,
+                             persona: str | None = None) -> dict[str, Any]:
+    """The user's conversations (with ``persona``: only those), newest first."""
+    found = state.store.list_conversations(user=user, persona=persona)
+    return {"object": "list", "data": [_info(c) for c in found]}
+
+
+@router.delete("/users/{user}/conversations")
+async def delete_user_conversations(user: str, state: State,
+                                    persona: str | None = None) -> dict[str, Any]:
+    """Forget every conversation of the user (with ``persona``: only those)."""
+    deleted = state.store.delete_user_conversations(user, persona)
+    return {"object": "list", "user": user, "deleted": deleted}
+
+
+@router.get("/conversations/{conversation}")
+async def export_conversation(conversation: str, state: State) -> dict[str, Any]:
+    """The conversation as JSON: messages with roles, times, token counts, completeness."""
+    return state.store.export_conversation(conversation)
+
+
+@router.delete("/conversations/{conversation}")
+async def delete_conversation(conversation: str, state: State) -> dict[str, Any]:
+    """Forget the conversation."""
+    state.store.delete_conversation(conversation)
+    return {"id": conversation, "object": "conversation", "deleted": True}
+
+
+@router.post("/conversations", status_code=201)
+async def import_conversation(state: State,
+                              document: Any = Body(...)) -> JSONResponse:  # noqa: B008
+    """Add a conversation exported earlier; answers its entry (with its id)."""
+    return JSONResponse(_info(state.store.import_conversation(document)), status_code=201)

@@ -1,0 +1,707 @@
+"""The conversation database: conversations, their messages and pinned facts in one SQLite file.
+
+Schema (version 1; times are unix seconds)::
+
+    conversations  id TEXT PRIMARY KEY (uuid4 hex), persona, user (NULL: nobody in particular),
+                   created_at, updated_at (the last message added),
+                   summary ('' when none), summarized_through (seq of the last message the
+                   summary covers, -1 when none)
+    messages       id (autoincrement), conversation_id -> conversations ON DELETE CASCADE,
+                   seq (0, 1, 2... within its conversation), role (system/user/assistant),
+                   content, created_at, tokens (NULL when unknown),
+                   complete (0 while a turn is under way or after it failed), UNIQUE(conv, seq)
+    facts          id (autoincrement), persona, user, text, created_at: what a user asked
+                   the persona to remember (persona-wide facts live in persona files)
+
+Versioning: ``MIGRATIONS`` is append-only. Migration ``i`` takes a file from
+``PRAGMA user_version`` ``i`` to ``i + 1``, each in its own ``BEGIN IMMEDIATE`` transaction that
+also sets ``user_version``, so a crash leaves the file at a whole version. A file whose version
+is newer than ``SCHEMA_VERSION`` was written by a newer chinwag: it is refused before anything
+is written to it.
+
+Journal: WAL, so readers never wait for the writer, with ``synchronous=NORMAL`` (a power cut can
+lose the last commits but never corrupts the file). Every write is one ``BEGIN IMMEDIATE``
+transaction, which takes the write lock up front: other connections and processes wait for
+it (up to the busy timeout) instead of failing with "database is locked" halfway through.
+
+Threads: a ``Store`` holds one connection opened with ``check_same_thread=False`` in
+autocommit mode (transactions are explicit) and a lock taken around every operation, so one
+``Store`` can be shared by an asyncio loop and worker threads. Several ``Store`` objects or
+processes may use the same file at once.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Annotated, Any, Literal, cast
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from chinwag.errors import (
+    ConversationNotFound,
+    InvalidParams,
+    StoreCorrupt,
+    StoreError,
+    StoreVersionError,
+)
+from chinwag.types import ROLES, Message, Role
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: conversations, messages, facts
+    """
+    CREATE TABLE conversations (
+        id TEXT PRIMARY KEY,
+        persona TEXT NOT NULL,
+        user TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        summary TEXT NOT NULL DEFAULT '',
+        summarized_through INTEGER NOT NULL DEFAULT -1
+    );
+    CREATE INDEX conversations_by_owner ON conversations (persona, user, updated_at);
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
+        content TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        tokens INTEGER,
+        complete INTEGER NOT NULL,
+        UNIQUE (conversation_id, seq)
+    );
+    CREATE TABLE facts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        persona TEXT NOT NULL,
+        user TEXT NOT NULL,
+        text TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX facts_by_owner ON facts (persona, user);
+    """,
+)
+SCHEMA_VERSION: int = len(MIGRATIONS)
+
+EXPORT_FORMAT = "chinwag.conversation"
+EXPORT_VERSION = 1
+
+_CONVERSATION = """
+    SELECT id, persona, user, created_at, updated_at, summary, summarized_through,
+           (SELECT COUNT(*) FROM messages WHERE conversation_id = conversations.id)
+    FROM conversations
+"""
+_MESSAGE = """
+    SELECT id, conversation_id, seq, role, content, created_at, tokens, complete FROM messages
+"""
+_NEWEST_FIRST = " ORDER BY updated_at DESC, rowid DESC"
+
+
+def default_db_path() -> Path:
+    """Where the conversation database lives unless settings say otherwise.
+
+    Returns:
+        ``$XDG_DATA_HOME/chinwag/chinwag.db`` when that variable holds an absolute path,
+        else ``~/.local/share/chinwag/chinwag.db``.
+    """
+    base = os.environ.get("XDG_DATA_HOME", "")
+    root = Path(base) if os.path.isabs(base) else Path.home() / ".local" / "share"
+    return root / "chinwag" / "chinwag.db"
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """One message as stored.
+
+    Attributes:
+        id: unique across the whole database.
+        conversation_id: the conversation it belongs to.
+        seq: its position in the conversation: 0, 1, 2...
+        role: ``system``, ``user`` or ``assistant``.
+        content: the text.
+        created_at: when it was stored, unix seconds.
+        tokens: its length in tokens, when the caller knew it.
+        complete: False for a user message whose reply has not been stored (yet), and for
+            both messages of a turn that was cut short.
+    """
+
+    id: int
+    conversation_id: str
+    seq: int
+    role: Role
+    content: str
+    created_at: float
+    tokens: int | None
+    complete: bool
+
+    def to_message(self) -> Message:
+        """The message in the shape backends and chat formats take."""
+        return Message(self.role, self.content)
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """A conversation between a persona and one person.
+
+    Attributes:
+        id: uuid4 hex (or the id given when it was created or imported).
+        persona: the persona's name.
+        user: who the persona is talking with; None for nobody in particular.
+        created_at: unix seconds.
+        updated_at: when a message was last added, unix seconds.
+        summary: a summary of the older messages, ``""`` when none.
+        summarized_through: seq of the last message the summary covers, -1 when none.
+        message_count: how many messages it has.
+    """
+
+    id: str
+    persona: str
+    user: str | None
+    created_at: float
+    updated_at: float
+    summary: str
+    summarized_through: int
+    message_count: int
+
+
+class Store:
+    """The conversation database in one SQLite file, safe to share between threads.
+
+    Args:
+        path: the database file; it and its folders are created when missing.
+        timeout: how long a write waits for another connection's write to finish, seconds.
+
+    Raises:
+        StoreVersionError: the file was written by a newer chinwag (it is left untouched).
+        StoreCorrupt: the file is not a SQLite database, or a damaged one (left untouched).
+        StoreError: the folder or file cannot be created, opened or written.
+
+    Every method raises ``StoreError`` (naming the file) when SQLite fails; none lets a raw
+    ``sqlite3`` error escape.
+    """
+
+    def __init__(self, path: Path | str, *, timeout: float = 30.0) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._db, found = _connect(self.path, timeout)
+        try:
+            self._migrate(found)
+        except BaseException:
+            self._db.close()
+            raise
+
+    def close(self) -> None:
+        """Close the file. Closing twice is harmless; any other use afterwards raises StoreError."""
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"
+
+    # -- conversations -------------------------------------------------------------------
+
+    def create_conversation(self, persona: str, user: str | None,
+                            conversation_id: str | None = None) -> Conversation:
+        """Start a new, empty conversation.
+
+        Args:
+            conversation_id: the id to give it (default: a new uuid4 hex).
+
+        Raises:
+            StoreError: a conversation already has that id.
+        """
+        with self._transaction("create a conversation") as db:
+            if conversation_id is not None and _exists(db, conversation_id):
+                raise StoreError(f"{self.path}: a conversation with id {conversation_id!r} "
+                                 "already exists")
+            return _insert_conversation(db, persona, user, conversation_id)
+
+    def get_conversation(self, conversation_id: str) -> Conversation:
+        """The conversation with this id.
+
+        Raises:
+            ConversationNotFound: no conversation has that id.
+        """
+        with self._transaction("read a conversation", write=False) as db:
+            return _conversation(db, conversation_id)
+
+    def latest_conversation(self, persona: str, user: str) -> Conversation | None:
+        """The conversation of this persona and user updated most recently, or None."""
+        with self._transaction("read conversations", write=False) as db:
+            return _latest(db, persona, user)
+
+    def conversation_for(self, persona: str, user: str) -> Conversation:
+        """The conversation to resume with this persona and user: the latest, or a new one.
+
+        Looking and creating happen in one transaction, so two processes asking at once get
+        the same conversation.
+        """
+        with self._transaction("find or create a conversation") as db:
+            return _latest(db, persona, user) or _insert_conversation(db, persona, user)
+
+    def list_conversations(self, *, user: str | None = None,
+                           persona: str | None = None) -> list[Conversation]:
+        """Conversations, the most recently updated first.
+
+        Args:
+            user: only this user's (default: everyone's).
+            persona: only with this persona (default: every persona).
+        """
+        where, params = _owner_filter(user, persona)
+        with self._transaction("list conversations", write=False) as db:
+            rows = db.execute(_CONVERSATION + where + _NEWEST_FIRST, params).fetchall()
+        return [Conversation(*row) for row in rows]
+
+    def delete_conversation(self, conversation_id: str) -> None:
+        """Delete a conversation and all its messages.
+
+        Raises:
+            ConversationNotFound: no conversation has that id.
+        """
+        with self._transaction("delete a conversation") as db:
+            cursor = db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+            if cursor.rowcount == 0:
+                raise ConversationNotFound(conversation_id)
+
+    def delete_user_conversations(self, user: str, persona: str | None = None) -> int:
+        """Delete every conversation of a user (with one persona, or with all) and their messages.
+
+        Returns:
+            How many conversations were deleted.
+        """
+        where, params = _owner_filter(user, persona)
+        with self._transaction("delete conversations") as db:
+            return db.execute("DELETE FROM conversations" + where, params).rowcount
+
+    # -- messages ------------------------------------------------------------------------
+
+    def messages(self, conversation_id: str) -> list[StoredMessage]:
+        """Every message of a conversation, in order (by seq).
+
+        Raises:
+            ConversationNotFound: no conversation has that id.
+        """
+        with self._transaction("read messages", write=False) as db:
+            if not _exists(db, conversation_id):
+                raise ConversationNotFound(conversation_id)
+            rows = db.execute(_MESSAGE + " WHERE conversation_id = ? ORDER BY seq",
+                              (conversation_id,)).fetchall()
+        return [_message(row) for row in rows]
+
+    def add_message(self, conversation_id: str, role: str, content: str, *,
+                    tokens: int | None = None, complete: bool = True) -> StoredMessage:
+        """Append a message to a conversation (it gets the next seq) and update ``updated_at``.
+
+        Args:
+            role: ``system``, ``user`` or ``assistant``.
+            tokens: its length in tokens, when known.
+
+        Raises:
+            InvalidParams: an unknown role.
+            ConversationNotFound: no conversation has that id.
+        """
+        with self._transaction("add a message") as db:
+            return _append(db, conversation_id, role, content, tokens, complete)
+
+    def begin_turn(self, conversation_id: str, text: str, *,
+                   tokens: int | None = None) -> StoredMessage:
+        """Store what the user said, marked incomplete until ``finish_turn`` stores the reply.
+
+        It is committed at once: if the process dies before the reply, the message stays in
+        the conversation marked ``complete=False``.
+
+        Raises:
+            ConversationNotFound: no conversation has that id.
+        """
+        return self.add_message(conversation_id, "user", text, tokens=tokens, complete=False)
+
+    def finish_turn(self, user_message: StoredMessage, reply: str, *,
+                    tokens: int | None = None, complete: bool = True) -> StoredMessage:
+        """Store the assistant's reply to a message from ``begin_turn``, in one transaction.
+
+        Args:
+            user_message: what ``begin_turn`` returned.
+            reply: the reply's text (what was generated so far, when cut short).
+            tokens: the reply's length in tokens, when known.
+            complete: False when the reply was cut short; both messages are then left marked
+                incomplete, else both are marked complete.
+
+        Returns:
+            The stored reply.
+
+        Raises:
+            ConversationNotFound: the conversation was deleted meanwhile.
+            StoreError: the user message is no longer in the conversation.
+        """
+        conversation_id = user_message.conversation_id
+        with self._transaction("finish a turn") as db:
+            stored = _append(db, conversation_id, "assistant", reply, tokens, complete)
+            cursor = db.execute(
+                "UPDATE messages SET complete = ? WHERE id = ? AND conversation_id = ?",
+                (complete, user_message.id, conversation_id))
+            if cursor.rowcount == 0:
+                raise StoreError(f"{self.path}: message {user_message.id} is not in "
+                                 f"conversation {conversation_id!r}")
+            return stored
+
+    def set_summary(self, conversation_id: str, summary: str, summarized_through: int) -> None:
+        """Replace a conversation's summary (``updated_at`` is left as it is).
+
+        Args:
+            summary: the summary's text, ``""`` for none.
+            summarized_through: seq of the last message it covers, -1 for none.
+
+        Raises:
+            ConversationNotFound: no conversation has that id.
+        """
+        with self._transaction("set a summary") as db:
+            cursor = db.execute(
+                "UPDATE conversations SET summary = ?, summarized_through = ? WHERE id = ?",
+                (summary, summarized_through, conversation_id))
+            if cursor.rowcount == 0:
+                raise ConversationNotFound(conversation_id)
+
+    # -- pinned facts --------------------------------------------------------------------
+
+    def add_fact(self, persona: str, user: str, text: str) -> int:
+        """Pin a fact the persona should remember about a user.
+
+        Returns:
+            The fact's id.
+        """
+        with self._transaction("add a fact") as db:
+            cursor = db.execute(
+                "INSERT INTO facts (persona, user, text, created_at) VALUES (?, ?, ?, ?)",
+                (persona, user, text, _now()))
+            return cast(int, cursor.lastrowid)
+
+    def facts(self, persona: str, user: str) -> list[str]:
+        """The facts pinned for this persona and user, the oldest first."""
+        with self._transaction("read facts", write=False) as db:
+            rows = db.execute("SELECT text FROM facts WHERE persona = ? AND user = ? ORDER BY id",
+                              (persona, user)).fetchall()
+        return [text for (text,) in rows]
+
+    def clear_facts(self, persona: str, user: str) -> int:
+        """Forget every fact pinned for this persona and user.
+
+        Returns:
+            How many were forgotten.
+        """
+        with self._transaction("clear facts") as db:
+            return db.execute("DELETE FROM facts WHERE persona = ? AND user = ?",
+                              (persona, user)).rowcount
+
+    # -- export / import -----------------------------------------------------------------
+
+    def export_conversation(self, conversation_id: str) -> dict[str, Any]:
+        """A conversation as a JSON-ready document, for ``import_conversation``.
+
+        Returns:
+            ``{"format": "chinwag.conversation", "version": 1, "id", "persona", "user",
+            "created_at", "updated_at", "summary", "summarized_through", "messages":
+            [{"role", "content", "created_at", "tokens", "complete"}, ...]}``, times in unix
+            seconds, messages in order.
+
+        Raises:
+            ConversationNotFound: no conversation has that id.
+        """
+        with self._transaction("export a conversation", write=False) as db:
+            conversation = _conversation(db, conversation_id)
+            rows = db.execute(_MESSAGE + " WHERE conversation_id = ? ORDER BY seq",
+                              (conversation_id,)).fetchall()
+        return {
+            "format": EXPORT_FORMAT,
+            "version": EXPORT_VERSION,
+            "id": conversation.id,
+            "persona": conversation.persona,
+            "user": conversation.user,
+            "created_at": conversation.created_at,
+            "updated_at": conversation.updated_at,
+            "summary": conversation.summary,
+            "summarized_through": conversation.summarized_through,
+            "messages": [
+                {"role": m.role, "content": m.content, "created_at": m.created_at,
+                 "tokens": m.tokens, "complete": m.complete}
+                for m in map(_message, rows)
+            ],
+        }
+
+    def import_conversation(self, data: Any) -> Conversation:
+        """Store a document from ``export_conversation`` (usually read back from JSON).
+
+        The conversation keeps its id unless one here already has it; then it gets a new one.
+        Everything is written in one transaction: on any error nothing is.
+
+        Raises:
+            StoreError: the document is not a valid export; the message names the field and
+                the problem (``messages.3.role: Input should be 'system', 'user' or
+                'assistant'``).
+        """
+        doc = _parse_export(data, self.path)
+        with self._transaction("import a conversation") as db:
+            conversation_id = None if _exists(db, doc.id) else doc.id
+            conversation = _insert_conversation(
+                db, doc.persona, doc.user, conversation_id, created_at=doc.created_at,
+                updated_at=doc.updated_at, summary=doc.summary,
+                summarized_through=doc.summarized_through)
+            db.executemany(
+                "INSERT INTO messages (conversation_id, seq, role, content, created_at, tokens,"
+                " complete) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(conversation.id, seq, m.role, m.content, m.created_at, m.tokens, m.complete)
+                 for seq, m in enumerate(doc.messages)])
+        return replace(conversation, message_count=len(doc.messages))
+
+    def integrity_check(self) -> str:
+        """SQLite's verdict on the file: ``"ok"``, or its list of problems (one a line)."""
+        with self._transaction("check the database", write=False) as db:
+            rows = db.execute("PRAGMA integrity_check").fetchall()
+        return "\n".join(str(row[0]) for row in rows)
+
+    # -- internals -----------------------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self, action: str, *, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """Hold the lock and a transaction (``BEGIN IMMEDIATE`` to write) around a block.
+
+        Commits when the block ends, rolls back when it raises; sqlite3 errors become
+        StoreError naming the file and ``action`` ("add a message").
+        """
+        with self._lock:
+            db = self._db
+            try:
+                db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    yield db
+                    db.execute("COMMIT")
+                finally:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+            except sqlite3.Error as error:
+                raise _translate(error, self.path, f"could not {action}") from error
+
+    def _migrate(self, found: int) -> None:
+        """Bring the file from schema version ``found`` up to ``SCHEMA_VERSION``, one
+        migration per transaction."""
+        while found < SCHEMA_VERSION:
+            with self._transaction("upgrade the database") as db:
+                found = _user_version(db)  # another process may have migrated meanwhile
+                if found > SCHEMA_VERSION:
+                    raise _too_new(self.path, found)
+                if found < SCHEMA_VERSION:
+                    for statement in _statements(MIGRATIONS[found]):
+                        db.execute(statement)
+                    found += 1
+                    db.execute(f"PRAGMA user_version = {found}")
+
+
+def _connect(path: Path, timeout: float) -> tuple[sqlite3.Connection, int]:
+    """Open the file and set it up, refusing one that is too new or not a database.
+
+    Returns:
+        The connection and the file's schema version (0 for a new file).
+
+    The version is read before anything is written: setting WAL mode alone changes the file.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StoreError(f"{path}: cannot create the folder {path.parent}: "
+                         f"{error.strerror or error}") from error
+    try:
+        # timeout= is SQLite's busy timeout: how long to wait for another connection's lock
+        db = sqlite3.connect(path, timeout=timeout, check_same_thread=False,
+                             isolation_level=None)
+    except sqlite3.Error as error:
+        raise _translate(error, path, "cannot open the conversation database") from error
+    try:
+        found = _user_version(db)
+        if found > SCHEMA_VERSION:
+            raise _too_new(path, found)
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA foreign_keys = ON")
+        db.execute("PRAGMA synchronous = NORMAL")
+    except sqlite3.Error as error:
+        db.close()
+        raise _translate(error, path, "cannot open the conversation database") from error
+    except BaseException:
+        db.close()
+        raise
+    return db, found
+
+
+def _user_version(db: sqlite3.Connection) -> int:
+    return cast(int, db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _too_new(path: Path, found: int) -> StoreVersionError:
+    return StoreVersionError(
+        f"{path} was written by a newer chinwag (schema version {found}; this chinwag knows "
+        f"versions up to {SCHEMA_VERSION}); upgrade chinwag to use it. The file was not changed.",
+        found=found, known=SCHEMA_VERSION)
+
+
+def _translate(error: sqlite3.Error, path: Path, doing: str) -> StoreError:
+    """A StoreError naming the file for an sqlite3 error; StoreCorrupt for a damaged file."""
+    code = getattr(error, "sqlite_errorcode", 0) & 0xFF  # the primary code of an extended one
+    if code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
+        return StoreCorrupt(f"{path} is not a SQLite database, or a damaged one ({error}); "
+                            "nothing was changed")
+    return StoreError(f"{path}: {doing}: {error}")
+
+
+def _statements(script: str) -> Iterator[str]:
+    """Split an SQL script into statements (``executescript`` would commit our transaction)."""
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \t\n;"):
+                yield pending
+            pending = ""
+
+
+def _now() -> float:
+    return time.time()
+
+
+def _exists(db: sqlite3.Connection, conversation_id: str) -> bool:
+    return db.execute("SELECT 1 FROM conversations WHERE id = ?",
+                      (conversation_id,)).fetchone() is not None
+
+
+def _conversation(db: sqlite3.Connection, conversation_id: str) -> Conversation:
+    row = db.execute(_CONVERSATION + " WHERE id = ?", (conversation_id,)).fetchone()
+    if row is None:
+        raise ConversationNotFound(conversation_id)
+    return Conversation(*row)
+
+
+def _latest(db: sqlite3.Connection, persona: str, user: str) -> Conversation | None:
+    row = db.execute(_CONVERSATION + " WHERE persona = ? AND user = ?" + _NEWEST_FIRST
+                     + " LIMIT 1", (persona, user)).fetchone()
+    return None if row is None else Conversation(*row)
+
+
+def _owner_filter(user: str | None, persona: str | None) -> tuple[str, list[str]]:
+    """A WHERE clause (or ``""``) and its parameters for the filters given."""
+    terms = [(column, value) for column, value in (("user", user), ("persona", persona))
+             if value is not None]
+    if not terms:
+        return "", []
+    return (" WHERE " + " AND ".join(f"{column} = ?" for column, _ in terms),
+            [value for _, value in terms])
+
+
+def _insert_conversation(db: sqlite3.Connection, persona: str, user: str | None,
+                         conversation_id: str | None = None, *, created_at: float | None = None,
+                         updated_at: float | None = None, summary: str = "",
+                         summarized_through: int = -1) -> Conversation:
+    now = _now()
+    conversation = Conversation(
+        id=conversation_id if conversation_id is not None else uuid.uuid4().hex,
+        persona=persona, user=user,
+        created_at=now if created_at is None else created_at,
+        updated_at=now if updated_at is None else updated_at,
+        summary=summary, summarized_through=summarized_through, message_count=0)
+    db.execute(
+        "INSERT INTO conversations (id, persona, user, created_at, updated_at, summary,"
+        " summarized_through) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (conversation.id, persona, user, conversation.created_at, conversation.updated_at,
+         summary, summarized_through))
+    return conversation
+
+
+def _append(db: sqlite3.Connection, conversation_id: str, role: str, content: str,
+            tokens: int | None, complete: bool) -> StoredMessage:
+    """Add a message at the end of a conversation, inside the caller's write transaction."""
+    if role not in ROLES:
+        raise InvalidParams(f"role must be one of {', '.join(ROLES)}, not {role!r}",
+                            param="role")
+    now = _now()
+    touched = db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?",
+                         (now, conversation_id))
+    if touched.rowcount == 0:
+        raise ConversationNotFound(conversation_id)
+    (seq,) = db.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM messages"
+                        " WHERE conversation_id = ?", (conversation_id,)).fetchone()
+    cursor = db.execute(
+        "INSERT INTO messages (conversation_id, seq, role, content, created_at, tokens, complete)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (conversation_id, seq, role, content, now, tokens, complete))
+    return StoredMessage(cast(int, cursor.lastrowid), conversation_id, seq, cast(Role, role),
+                         content, now, tokens, complete)
+
+
+def _message(row: Iterable[Any]) -> StoredMessage:
+    id_, conversation_id, seq, role, content, created_at, tokens, complete = row
+    return StoredMessage(id_, conversation_id, seq, role, content, created_at, tokens,
+                         bool(complete))
+
+
+# -- the export format -------------------------------------------------------------------
+
+
+class _ExportedMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    role: Role
+    content: str
+    created_at: float
+    tokens: Annotated[int, Field(ge=0)] | None
+    complete: bool
+
+
+class _Export(BaseModel):
+    """An ``export_conversation`` document; strict, since it comes from JSON, not from forms."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    format: Literal["chinwag.conversation"]
+    version: Literal[1]
+    id: str = Field(min_length=1)
+    persona: str
+    user: str | None
+    created_at: float
+    updated_at: float
+    summary: str
+    summarized_through: int = Field(ge=-1)
+    messages: list[_ExportedMessage]
+
+    @model_validator(mode="after")
+    def _summary_covers_stored_messages(self) -> _Export:
+        if self.summarized_through >= len(self.messages):
+            raise ValueError(f"summarized_through is {self.summarized_through} but the "
+                             f"conversation has only {len(self.messages)} messages")
+        return self
+
+
+def _parse_export(data: Any, path: Path) -> _Export:
+    """Validate an export document.
+
+    Raises:
+        StoreError: naming the first problems as ``field.path: what is wrong``.
+    """
+    if not isinstance(data, dict):
+        raise StoreError(f"{path}: cannot import: a conversation export is a JSON object, "
+                         f"not {type(data).__name__}")
+    try:
+        return _Export.model_validate(data)
+    except ValidationError as error:
+        problems = [f"{'.'.join(map(str, e['loc'])) or 'document'}: {e['msg']}"
+                    for e in error.errors()[:5]]
+        raise StoreError(f"{path}: cannot import the conversation: "
+                         + "; ".join(problems)) from None
