@@ -19,7 +19,8 @@ server) translate these classes, and only these, into messages and status codes:
     ├── StoreError                  the conversation database cannot be used
     │   ├── StoreVersionError       a database written by a newer chinwag (its schema version)
     │   ├── StoreCorrupt            a file that is not a SQLite database, or a damaged one
-    │   └── ConversationNotFound    no conversation with that id
+    │   ├── ConversationNotFound    no conversation with that id
+    │   └── BadExport               a conversation export that cannot be imported (names fields)
     └── Cancelled                   generation stopped by the caller (Ctrl-C, a closed stream)
 """
 
@@ -162,6 +163,11 @@ class ConversationNotFound(StoreError):
     def __init__(self, conversation_id: str) -> None:
         super().__init__(f"no conversation with id {conversation_id!r}")
         self.conversation_id = conversation_id
+
+
+class BadExport(StoreError):
+    """A conversation export that cannot be imported: not an object, a missing field, a
+    wrong type (the message names the fields). Nothing was written."""
 
 
 class Cancelled(ChinwagError):

@@ -116,3 +116,51 @@ def test_message_longer_than_context_is_reported_and_the_chat_goes_on() -> None:
     assert "tokens" in result.stderr
     answers = [line for line in result.stdout.splitlines() if line.strip()]
     assert len(answers) == 1  # the second message was answered
+
+
+def test_corrupt_database_is_one_clear_error_and_left_as_it_was(tmp_path: Path) -> None:
+    db = tmp_path / "chat.db"
+    db.write_text("these are my notes, not a database\n")
+    for args in (("conversations",), ("chat", "--persona", "villager")):
+        result = run(*args, "--db", str(db), stdin="Hello\n")
+        assert result.returncode == 1
+        assert str(db) in " ".join(result.stderr.split()) or "chat.db" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert db.read_text() == "these are my notes, not a database\n"
+
+
+def test_database_from_a_newer_chinwag_is_refused(tmp_path: Path) -> None:
+    import sqlite3
+
+    from chinwag.store import SCHEMA_VERSION, Store
+
+    db = tmp_path / "chat.db"
+    Store(db).close()
+    with sqlite3.connect(db) as raw:
+        raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    result = run("conversations", "--db", str(db))
+    assert result.returncode == 1 and "newer" in result.stderr, result.stderr
+
+
+def test_conversations_import_export_and_delete(tmp_path: Path) -> None:
+    from chinwag.store import Store
+
+    db = tmp_path / "chat.db"
+    with Store(db) as store:
+        kept = store.conversation_for("villager", "alice")
+        store.finish_turn(store.begin_turn(kept.id, "Hello"), "Well met!")
+        gone = store.conversation_for("villager", "bob")
+    exported = tmp_path / "alice.json"
+    assert run("conversations", "export", kept.id, str(exported), "--db", str(db)
+               ).returncode == 0
+    imported = run("conversations", "import", str(exported), "--db", str(tmp_path / "b.db"))
+    assert imported.returncode == 0 and "Imported 2 messages" in imported.stdout
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"format": "chinwag.conversation", "messages": [')
+    failed = run("conversations", "import", str(broken), "--db", str(db))
+    assert failed.returncode == 1 and "not JSON" in failed.stderr
+    assert run("conversations", "delete", "--user", "bob", "--db", str(db)).returncode == 0
+    with Store(db) as store:
+        assert [c.id for c in store.list_conversations()] == [kept.id]
+        assert gone.id not in {c.id for c in store.list_conversations()}
+    assert run("conversations", "delete", "--db", str(db)).returncode != 0

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -94,3 +96,44 @@ def test_ctrl_c_at_the_prompt_does_not_quit_and_ctrl_d_does() -> None:
     finally:
         child.close(force=True)
     assert child.exitstatus == 0
+
+
+def test_conversation_is_resumed_next_time_and_new_starts_afresh(tmp_path: Path) -> None:
+    """Tell the greedy ``recall`` persona a name, leave, come back: the history is there and
+    the answer uses it; ``--new`` starts empty; ``/export`` and ``chinwag conversations``."""
+    db = str(tmp_path / "chat.db")
+    child = spawn("--persona", "recall", "--db", db)
+    try:
+        assert "Your name is Zorblax" in ask(child, "My name is Zorblax.")
+        child.sendline("/bye")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+
+    child = spawn("--persona", "recall", "--db", db)
+    try:
+        history = ask(child, "/history")
+        assert "User: My name is Zorblax." in history and "Clerk: Your name is" in history
+        assert "Zorblax" in ask(child, "What is my name?").split("Clerk:", 1)[1]
+        out = tmp_path / "export.json"
+        assert "Saved 4 messages" in ask(child, f"/export {out}")
+        exported = json.loads(out.read_text())
+        assert [m["role"] for m in exported["messages"]] == ["user", "assistant"] * 2
+        child.sendline("/bye")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+
+    child = spawn("--persona", "recall", "--db", db, "--new")
+    try:
+        assert "No messages yet." in ask(child, "/history")
+        child.sendline("/bye")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+
+    listed = subprocess.run([sys.executable, "-m", "chinwag", "conversations", "--db", db],
+                            capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "COLUMNS": "200"})
+    assert listed.returncode == 0, listed.stderr
+    assert exported["id"] in listed.stdout and listed.stdout.count("recall") == 2

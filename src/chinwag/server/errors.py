@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chinwag.errors import (
     BackendError,
+    BadExport,
     ChinwagError,
     ConfigError,
     ContextOverflow,
@@ -62,6 +63,8 @@ def from_chinwag(e: ChinwagError) -> APIError:
         return APIError(400, str(e), param="messages", code="invalid_messages")
     if isinstance(e, ConversationNotFound):
         return APIError(404, str(e), param="conversation", code="conversation_not_found")
+    if isinstance(e, BadExport):
+        return APIError(400, str(e), param="document", code="invalid_export")
     if isinstance(e, StoreError):
         return APIError(500, str(e), type="server_error", code="store_error")
     if isinstance(e, Overloaded):

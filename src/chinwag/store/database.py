@@ -46,6 +46,7 @@ from typing import Annotated, Any, Literal, cast
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from chinwag.errors import (
+    BadExport,
     ConversationNotFound,
     InvalidParams,
     StoreCorrupt,
@@ -696,12 +697,12 @@ def _parse_export(data: Any, path: Path) -> _Export:
         StoreError: naming the first problems as ``field.path: what is wrong``.
     """
     if not isinstance(data, dict):
-        raise StoreError(f"{path}: cannot import: a conversation export is a JSON object, "
+        raise BadExport(f"{path}: cannot import: a conversation export is a JSON object, "
                          f"not {type(data).__name__}")
     try:
         return _Export.model_validate(data)
     except ValidationError as error:
         problems = [f"{'.'.join(map(str, e['loc'])) or 'document'}: {e['msg']}"
                     for e in error.errors()[:5]]
-        raise StoreError(f"{path}: cannot import the conversation: "
+        raise BadExport(f"{path}: cannot import the conversation: "
                          + "; ".join(problems)) from None
