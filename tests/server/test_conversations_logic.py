@@ -81,7 +81,7 @@ def test_list_export_import_and_delete(app: tuple[TestClient, ScriptedBackend, P
     only = client.get("/users/zoe/conversations", params={"persona": "villager"}).json()
     assert [c["persona"] for c in only["data"]] == ["villager"]
     exported = client.get(f"/conversations/{listed[0]['id']}").json()
-    assert [m["content"] for m in exported["messages"]][0] == "hello"
+    assert exported["messages"][0]["content"] == "hello"
     assert client.delete(f"/conversations/{listed[0]['id']}").json()["deleted"] is True
     assert client.get(f"/conversations/{listed[0]['id']}").status_code == 404
     added = client.post("/conversations", json=exported)
