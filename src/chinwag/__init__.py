@@ -25,11 +25,13 @@ from chinwag.errors import (
     ModelNotFound,
     PersonaError,
     SchemaError,
+    StoreError,
     UnknownPersona,
 )
 from chinwag.models import resolve_model
 from chinwag.prompting import Prompt, Speakers
 from chinwag.settings import Settings, load_settings
+from chinwag.store import Conversation, Store
 from chinwag.types import Choice, Done, Message, SamplingParams, TokenEvent, Usage, collect
 
 __version__ = "0.1.0"
@@ -43,6 +45,7 @@ __all__ = [
     "Choice",
     "ConfigError",
     "ContextOverflow",
+    "Conversation",
     "Done",
     "Example",
     "FormatError",
@@ -61,6 +64,8 @@ __all__ = [
     "ScriptedBackend",
     "Settings",
     "Speakers",
+    "Store",
+    "StoreError",
     "TokenEvent",
     "UnknownPersona",
     "Usage",
