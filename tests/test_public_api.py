@@ -7,7 +7,8 @@ EXPECTED = {
     "ConfigError", "ContextOverflow", "Done", "Example", "FormatError", "InvalidParams",
     "LanguageBackend", "Message", "ModelError", "ModelInfo", "ModelLoadError", "ModelNotFound",
     "Persona", "PersonaError", "Prompt", "SamplingParams", "SchemaError", "ScriptedBackend",
-    "Settings", "Speakers", "Store", "StoreError", "Conversation", "TokenEvent", "UnknownPersona", "Usage", "collect", "get_persona",
+    "Settings", "Speakers", "Store", "StoreError", "Conversation", "TokenEvent",
+    "UnknownPersona", "Usage", "collect", "get_persona",
     "load_backend", "load_persona_file", "load_personas", "load_settings", "resolve_model",
 }
 
