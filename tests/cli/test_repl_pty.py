@@ -7,6 +7,8 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pexpect
@@ -35,6 +37,18 @@ def spawn(*args: str) -> pexpect.spawn:
                           encoding="utf-8", timeout=120, dimensions=(50, 200))
     child.expect_exact(PROMPT_UP)
     return child
+
+
+@contextmanager
+def session(*args: str) -> Iterator[pexpect.spawn]:
+    """A chat that is left with /bye (which must end the process) when the block ends."""
+    child = spawn(*args)
+    try:
+        yield child
+        child.sendline("/bye")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
 
 
 def ask(child: pexpect.spawn, text: str) -> str:
@@ -102,16 +116,10 @@ def test_conversation_is_resumed_next_time_and_new_starts_afresh(tmp_path: Path)
     """Tell the greedy ``recall`` persona a name, leave, come back: the history is there and
     the answer uses it; ``--new`` starts empty; ``/export`` and ``chinwag conversations``."""
     db = str(tmp_path / "chat.db")
-    child = spawn("--persona", "recall", "--db", db)
-    try:
+    with session("--persona", "recall", "--db", db) as child:
         assert "Your name is Zorblax" in ask(child, "My name is Zorblax.")
-        child.sendline("/bye")
-        child.expect(pexpect.EOF)
-    finally:
-        child.close(force=True)
 
-    child = spawn("--persona", "recall", "--db", db)
-    try:
+    with session("--persona", "recall", "--db", db) as child:
         history = ask(child, "/history")
         assert "User: My name is Zorblax." in history and "Clerk: Your name is" in history
         assert "Zorblax" in ask(child, "What is my name?").split("Clerk:", 1)[1]
@@ -119,18 +127,9 @@ def test_conversation_is_resumed_next_time_and_new_starts_afresh(tmp_path: Path)
         assert "Saved 4 messages" in ask(child, f"/export {out}")
         exported = json.loads(out.read_text())
         assert [m["role"] for m in exported["messages"]] == ["user", "assistant"] * 2
-        child.sendline("/bye")
-        child.expect(pexpect.EOF)
-    finally:
-        child.close(force=True)
 
-    child = spawn("--persona", "recall", "--db", db, "--new")
-    try:
+    with session("--persona", "recall", "--db", db, "--new") as child:
         assert "No messages yet." in ask(child, "/history")
-        child.sendline("/bye")
-        child.expect(pexpect.EOF)
-    finally:
-        child.close(force=True)
 
     listed = subprocess.run([sys.executable, "-m", "chinwag", "conversations", "--db", db],
                             capture_output=True, text=True, timeout=60,
