@@ -164,3 +164,29 @@ def test_conversations_import_export_and_delete(tmp_path: Path) -> None:
         assert [c.id for c in store.list_conversations()] == [kept.id]
         assert gone.id not in {c.id for c in store.list_conversations()}
     assert run("conversations", "delete", "--db", str(db)).returncode != 0
+
+
+def test_session_pins_facts_shows_history_and_forgets(tmp_path: Path) -> None:
+    import io
+
+    from chinwag.backends.scripted import ScriptedBackend
+    from chinwag.chat import Chatbot, get_persona
+    from chinwag.cli.session import ChatSession
+    from chinwag.store import Store
+
+    backend = ScriptedBackend(["Well met!"])
+    out = io.StringIO()
+    with Store(tmp_path / "chat.db") as store:
+        bot = Chatbot(backend, get_persona("villager"), store=store,
+                      conversation=store.conversation_for("villager", "ann"))
+        session = ChatSession(backend, bot, None, out)
+        session.command("/pin Ann is a blacksmith.")
+        "".join(session.ask("Hello"))
+        assert "Ann is a blacksmith." in backend.requests[0].prompt
+        session.command("/history")
+        assert "Traveller: Hello\nBertha: Well met!" in out.getvalue()
+        old = bot.conversation_id
+        session.command("/forget")
+        assert store.list_conversations(user="ann")[0].id != old
+        session.command("/unpin")
+        assert store.facts("villager", "ann") == []

@@ -118,3 +118,18 @@ def test_fifty_users_at_once_lose_nothing_and_never_see_each_other(
         assert len(conversations) == 50
         assert all(c.message_count == 4 for c in conversations)
         assert store.integrity_check() == "ok"
+
+
+def test_pinned_user_facts_reach_the_prompt(
+        app: tuple[TestClient, ScriptedBackend, Path]) -> None:
+    client, backend, _ = app
+    added = client.post("/users/ann/facts/villager", json={"text": "Ann is a blacksmith."})
+    assert added.status_code == 201 and added.json()["data"] == ["Ann is a blacksmith."]
+    assert client.post("/users/ann/facts/villager", json={"text": ""}).status_code == 400
+    assert client.post("/users/ann/facts/wizard", json={"text": "x"}).status_code == 404
+    client.get("/gpt/villager", params={"prompt": "hi", "user": "ann"})
+    client.get("/gpt/villager", params={"prompt": "hi", "user": "bob"})
+    assert "Ann is a blacksmith." in backend.requests[0].prompt
+    assert "Ann is a blacksmith." not in backend.requests[1].prompt
+    assert client.delete("/users/ann/facts/villager").json()["deleted"] == 1
+    assert client.get("/users/ann/facts/villager").json()["data"] == []

@@ -27,6 +27,8 @@ Commands:
   /history               show the conversation so far
   /forget                delete this conversation from the database, start a new one
   /export FILE           save this conversation as JSON (chinwag conversations import FILE)
+  /pin FACT              pin a fact: always sent to this persona from now on (/pin alone
+                         lists them, /unpin forgets them all)
   /persona NAME          talk to another persona (the conversation is kept)
   /help                  this help
   /bye                   leave (Ctrl-D too)
@@ -112,7 +114,7 @@ class ChatSession:
             "set": self._set, "show": lambda _: self._show(), "reset": lambda _: self._reset(),
             "persona": self._persona, "help": lambda _: self._say(HELP),
             "history": lambda _: self._history(), "forget": lambda _: self._forget(),
-            "export": self._export,
+            "export": self._export, "pin": self._pin, "unpin": lambda _: self._unpin(),
             "bye": lambda _: self._bye(), "exit": lambda _: self._bye(),
             "quit": lambda _: self._bye(), "?": lambda _: self._say(HELP),
         }
@@ -170,6 +172,27 @@ class ChatSession:
         self.wait_for_summary()
         self.chatbot.forget()
         self._say("This conversation is deleted; a new one starts.")
+
+    def _pin(self, fact: str) -> None:
+        bot = self.chatbot
+        owner = bot.conversation.user if bot.conversation else None
+        if bot.store is None or owner is None:
+            self._say("Facts are pinned for a user in the conversation database; "
+                      "this conversation is not stored.")
+            return
+        if fact:
+            bot.store.add_fact(bot.persona.name, owner, fact)
+            bot.user_facts = bot.store.facts(bot.persona.name, owner)
+        self._say("\n".join(f"- {f}" for f in [*bot.persona.facts, *bot.user_facts])
+                  or "No pinned facts.")
+
+    def _unpin(self) -> None:
+        bot = self.chatbot
+        owner = bot.conversation.user if bot.conversation else None
+        if bot.store is not None and owner is not None:
+            n = bot.store.clear_facts(bot.persona.name, owner)
+            bot.user_facts = []
+            self._say(f"Unpinned {n} fact(s).")
 
     def _export(self, rest: str) -> None:
         bot = self.chatbot

@@ -5,6 +5,9 @@
 - ``GET /conversations/{id}``: one conversation as JSON (the ``chinwag conversations export``
   format); ``DELETE /conversations/{id}``: forget it.
 - ``POST /conversations``: add an exported conversation (under a new id if its id is taken).
+- ``GET|POST|DELETE /users/{user}/facts/{persona}``: the user's pinned facts for a persona
+  (always sent with the persona's system prompt); POST ``{"text": "..."}`` adds one, DELETE
+  clears them.
 
 The OpenAI endpoints stay stateless (OpenAI clients send the whole history); these serve the
 persona endpoints' server-side memory.
@@ -16,6 +19,7 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Depends
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from chinwag.server.auth import require_key
 from chinwag.server.state import State
@@ -64,3 +68,30 @@ async def import_conversation(state: State,
                               document: Any = Body(...)) -> JSONResponse:  # noqa: B008
     """Add a conversation exported earlier; answers its entry (with its id)."""
     return JSONResponse(_info(state.store.import_conversation(document)), status_code=201)
+
+
+class FactBody(BaseModel):
+    """``POST /users/{user}/facts/{persona}``: one fact to pin."""
+
+    text: str = Field(min_length=1, max_length=2000)
+
+
+@router.get("/users/{user}/facts/{persona}")
+async def list_facts(user: str, persona: str, state: State) -> dict[str, Any]:
+    """The user's pinned facts for the persona, oldest first."""
+    state.persona(persona)
+    return {"object": "list", "data": state.store.facts(persona, user)}
+
+
+@router.post("/users/{user}/facts/{persona}", status_code=201)
+async def add_fact(user: str, persona: str, body: FactBody, state: State) -> dict[str, Any]:
+    """Pin a fact: it is sent with every later turn of the user with the persona."""
+    state.persona(persona)
+    state.store.add_fact(persona, user, body.text.strip())
+    return {"object": "list", "data": state.store.facts(persona, user)}
+
+
+@router.delete("/users/{user}/facts/{persona}")
+async def clear_facts(user: str, persona: str, state: State) -> dict[str, Any]:
+    """Unpin all of the user's facts for the persona."""
+    return {"object": "list", "deleted": state.store.clear_facts(persona, user)}
