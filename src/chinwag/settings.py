@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(
         default_factory=default_cache_dir, validation_alias=_env("cache_dir", "CHINWAG_CACHE_DIR"),
         description="Where the embedded model is assembled.")
+    parallel: int = Field(
+        8, ge=1, le=64, validation_alias=_env("parallel", "CHINWAG_PARALLEL"),
+        description="Sequences generated at once, batched into one decode per step "
+        "(chinwag serve; each has n_ctx tokens of KV cache).")
     db: Path | None = Field(
         None, validation_alias=_env("db", "CHINWAG_DB"),
         description="The conversation database (SQLite). Default: "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -89,7 +90,7 @@ def test_api_key_required_when_configured(make_server: Callable[..., Any]) -> No
 
 def test_queue_over_its_bound_is_a_503_with_retry_after(
         make_server: Callable[..., Any]) -> None:
-    s = make_server("--max-queue", "0")
+    s = make_server("--max-queue", "0", "--parallel", "1")
     long = {"model": MODEL, "prompt": "Once upon a time", "max_tokens": 400,
             "temperature": 0.8}
     results: dict[str, int] = {}
@@ -137,3 +138,28 @@ def test_bad_model_file_fails_at_startup_with_a_clear_message(tmp_path: Any) -> 
                              str(tmp_path / "missing.gguf")], capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 1 and "model file not found" in result.stderr
+
+
+def test_eight_streams_at_once_each_follow_their_own_prompt(server: Any) -> None:
+    """Eight concurrent streams are batched together; each continues its own count."""
+    results: dict[int, str] = {}
+
+    def one(n: int) -> None:
+        body = {"model": MODEL, "prompt": f"{n}, {n + 1}, {n + 2}, {n + 3},", "max_tokens": 8,
+                "temperature": 0, "repeat_penalty": 1.0, "stream": True}
+        text = ""
+        with httpx.stream("POST", f"{server.url}/v1/completions", json=body,
+                          timeout=120) as reply:
+            for line in reply.iter_lines():
+                if line.startswith("data: {"):
+                    text += json.loads(line[6:])["choices"][0]["text"]
+        results[n] = text
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(10, 90, 10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == list(range(10, 90, 10))
+    for n, text in results.items():
+        assert text.startswith(f" {n + 4}, {n + 5}"), (n, text)

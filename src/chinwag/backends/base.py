@@ -73,6 +73,12 @@ class LanguageBackend(ABC):
     def context_length(self) -> int:
         """The context window, in tokens (n_ctx): prompt plus reply must fit in it."""
 
+    @property
+    def max_parallel(self) -> int:
+        """Generations this backend runs at once (more callers wait their turn inside it).
+        The server lets this many requests generate together."""
+        return 1
+
     @abstractmethod
     def count_tokens(self, text: str) -> int:
         """Number of tokens ``text`` becomes when sent as (part of) a prompt."""

@@ -28,6 +28,8 @@ class LlamaCppBackend(LanguageBackend):
         n_gpu_layers: layers to offload to a GPU (-1 = all).
         chat_format: force a named chat format; default: the model's own template, else the
             persona's named format, else the transcript format.
+        n_parallel: sequences generated at once (continuous batching; each gets ``n_ctx``
+            tokens of KV cache). Callers beyond it wait for a slot.
 
     Raises:
         ModelNotFound, ModelLoadError: the file is missing or not a loadable GGUF.
@@ -39,10 +41,11 @@ class LlamaCppBackend(LanguageBackend):
 
     def __init__(self, model_path: Path | str, *, n_ctx: int = 4096, n_batch: int = 512,
                  n_threads: int | None = None, n_gpu_layers: int = 0,
-                 chat_format: str | None = None) -> None:
+                 chat_format: str | None = None, n_parallel: int = 1) -> None:
         self.model = LlamaModel(Path(model_path), n_gpu_layers=n_gpu_layers)
         try:
-            self.engine = Engine(self.model, n_ctx=n_ctx, n_batch=n_batch, n_threads=n_threads)
+            self.engine = Engine(self.model, n_ctx=n_ctx, n_batch=n_batch, n_threads=n_threads,
+                                 n_seq_max=n_parallel)
             self._forced_format = chat_format
             self.chat_format = self.format_for(None)
         except BaseException:
@@ -52,6 +55,10 @@ class LlamaCppBackend(LanguageBackend):
     @property
     def context_length(self) -> int:
         return self.engine.n_ctx
+
+    @property
+    def max_parallel(self) -> int:
+        return self.engine.n_seq_max
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` as a whole prompt (BOS included when the model adds one)."""

@@ -61,7 +61,8 @@ def chat(
 ) -> None:
     """Chat with a persona, answers streamed token by token."""
     settings = settings_from(config, persona=persona, model=model, chat_format=chat_format,
-                             n_ctx=n_ctx, n_threads=threads, personas_dir=personas_dir, db=db)
+                             n_ctx=n_ctx, n_threads=threads, personas_dir=personas_dir, db=db,
+                             parallel=1)  # one person: one sequence at a time
     found = get_persona(settings.persona, settings.user_personas_dir())
     overrides = sampling_flags(max_tokens=max_tokens, temperature=temperature, top_k=top_k,
                                top_p=top_p, min_p=min_p, repeat_penalty=repeat_penalty, seed=seed)

@@ -54,7 +54,8 @@ def complete(
         max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
         repeat_penalty=repeat_penalty, seed=seed, stop=tuple(stop) if stop else None,
         json_schema=schema))
-    backend = open_backend(settings_from(config, model=model, n_ctx=n_ctx, n_threads=threads))
+    backend = open_backend(settings_from(config, model=model, n_ctx=n_ctx, n_threads=threads,
+                                         parallel=1))
     events = backend.generate(prompt, params)
     try:
         for event in events:

@@ -43,7 +43,7 @@ def models(model: ModelOpt = None, n_ctx: NCtxOpt = None, threads: ThreadsOpt = 
            chat_format: ChatFormatOpt = None, config: ConfigOpt = None) -> None:
     """Show the model in use: file, size, parameters, n_ctx, chat format."""
     settings = settings_from(config, model=model, n_ctx=n_ctx, n_threads=threads,
-                             chat_format=chat_format)
+                             chat_format=chat_format, parallel=1)
     backend = open_backend(settings)
     info = backend.info()
     table = Table(show_header=False, box=None)

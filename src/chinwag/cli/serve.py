@@ -40,6 +40,9 @@ def serve(
     max_queue: Annotated[int | None, typer.Option(
         "--max-queue", help="Requests that may wait for the model before the server answers "
         "503 (env: CHINWAG_MAX_QUEUE; default 16).", show_default=False)] = None,
+    parallel: Annotated[int | None, typer.Option(
+        "--parallel", help="Requests generated at once, batched together (env: "
+        "CHINWAG_PARALLEL; default 8).", show_default=False)] = None,
     db: DbOpt = None,
 ) -> None:
     """Serve personas over HTTP: OpenAI-compatible API, persona endpoints, websocket, web page."""
@@ -49,7 +52,8 @@ def serve(
 
     settings = settings_from(config, host=host, port=port, model=model,
                              personas_dir=personas_dir, chat_format=chat_format, n_ctx=n_ctx,
-                             n_threads=threads, api_key=api_key, max_queue=max_queue, db=db)
+                             n_threads=threads, api_key=api_key, max_queue=max_queue, db=db,
+                             parallel=parallel)
     personas = sorted(load_personas(settings.user_personas_dir()))  # fail early on a bad file
     Store(settings.db_path()).close()  # and on a database that cannot be used
     backend = open_backend(settings)
@@ -58,7 +62,7 @@ def serve(
         console.print(f"[bold]chinwag[/] serving on [cyan]http://{settings.host}:{settings.port}"
                       f"[/]  (OpenAI API at /v1, web page at /)")
         console.print(f"model: {info.name} ({info.path or 'remote'}), n_ctx {info.n_ctx}, "
-                      f"chat format {info.chat_format}")
+                      f"chat format {info.chat_format}, {backend.max_parallel} at once")
         console.print(f"personas: {', '.join(personas)}")
         console.print(f"conversations: {settings.db_path()}")
         if settings.api_keys():

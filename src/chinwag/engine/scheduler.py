@@ -5,9 +5,11 @@ token (decoding) or the next chunk of its prompt (prefill), runs one ``llama_dec
 samples one token for every sequence whose logits came out. Sequences in the decode phase go
 first so that a long prompt never delays tokens already being streamed.
 
-This issue runs one sequence at a time (``n_seq_max=1`` and a lock held by the caller that
-drives the loop); the step loop already handles many, so batching several only needs a driver
-thread and more sequence ids.
+Continuous batching without a driver thread: every caller of ``run`` consumes its own
+sequence's tokens, and whichever caller finds no token waiting and nobody stepping runs the
+next step for all active sequences (leader/follower). A new sequence joins at the next step; a
+finished or cancelled one leaves after the step it is in. With ``n_seq_max`` slots busy, a new
+``run`` waits for one to free up.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class Sequence:
     n_generated: int = 0
     finish_reason: FinishReason | None = None
     new_tokens: deque[int] = field(default_factory=deque)
+    admitted: bool = False
 
     @property
     def prefilling(self) -> bool:
@@ -67,6 +70,9 @@ class Engine:
         n_batch: most tokens in one ``llama_decode`` call (prompt chunks are this long).
         n_threads: CPU threads; default: all cores.
         n_seq_max: sequences that may share the context at once.
+
+    Attributes:
+        steps: ``llama_decode`` calls made by the step loop so far (for tests and metrics).
 
     Raises:
         BackendError: llama.cpp could not create the context (the message quotes its log).
@@ -92,9 +98,13 @@ class Engine:
         self.n_threads = threads
         self._mem = llama_cpp.llama_get_memory(self._ctx)
         self._batch = llama_cpp.llama_batch_init(n_batch, 0, n_seq_max)
+        self.n_seq_max = n_seq_max
         self._free_ids: list[int] = list(range(n_seq_max))
         self._active: list[Sequence] = []
-        self._lock = threading.Lock()
+        self._cancelled: list[Sequence] = []
+        self._cond = threading.Condition()
+        self._stepping = False
+        self.steps = 0
 
     # -- generation ----------------------------------------------------------------------------
 
@@ -118,41 +128,84 @@ class Engine:
     def run(self, seq: Sequence) -> Generator[int, None, None]:
         """Advance ``seq`` to its end, yielding each sampled token id as it comes.
 
-        Closing the iterator early cancels the sequence (``finish_reason == "cancelled"``)
-        and frees its KV cells and sampler.
+        Waits for a free sequence slot first. Other threads' sequences advance in the same
+        ``llama_decode`` calls. Closing the iterator early cancels the sequence
+        (``finish_reason == "cancelled"``); its KV cells and sampler are freed after the step
+        under way, if any.
 
         Raises:
-            BackendError: ``llama_decode`` failed.
+            BackendError: ``llama_decode`` failed (every sequence in that step fails).
         """
-        with self._lock:
+        with self._cond:
+            while not self._free_ids:
+                self._cond.wait()
             self._admit(seq)
-            try:
-                while seq.finish_reason is None:
+        try:
+            while True:
+                with self._cond:
+                    while not seq.new_tokens and seq.finish_reason is None and self._stepping:
+                        self._cond.wait()
+                    token = seq.new_tokens.popleft() if seq.new_tokens else None
+                    lead = token is None and seq.finish_reason is None
+                    if lead:
+                        self._stepping = True
+                if token is not None:
+                    yield token
+                    continue
+                if not lead:
+                    return
+                try:
                     self._step()
-                    while seq.new_tokens:
-                        yield seq.new_tokens.popleft()
-                while seq.new_tokens:
-                    yield seq.new_tokens.popleft()
-            finally:
+                except BackendError:
+                    self._fail_all()
+                    raise
+                finally:
+                    with self._cond:
+                        self._stepping = False
+                        self._sweep()
+                        self._cond.notify_all()
+        finally:
+            with self._cond:
                 if seq.finish_reason is None:
                     seq.finish_reason = "cancelled"
-                self._release(seq)
+                if self._stepping:
+                    self._cancelled.append(seq)  # the stepper frees it after its step
+                else:
+                    self._release(seq)
+                self._cond.notify_all()
 
     def _admit(self, seq: Sequence) -> None:
-        if not self._free_ids:
-            raise BackendError("no free sequence slot")
         seq.seq_id = self._free_ids.pop(0)
         llama_cpp.llama_memory_seq_rm(self._mem, seq.seq_id, -1, -1)
+        seq.admitted = True
         self._active.append(seq)
 
     def _release(self, seq: Sequence) -> None:
+        """Free a sequence's slot, KV cells and sampler (called under ``_cond``, when no step
+        is running)."""
         if seq in self._active:
             self._active.remove(seq)
+        if seq.admitted:
+            seq.admitted = False
             llama_cpp.llama_memory_seq_rm(self._mem, seq.seq_id, -1, -1)
             self._free_ids.append(seq.seq_id)
-        seq.sampler.close()
+            seq.sampler.close()
+
+    def _sweep(self) -> None:
+        """After a step: free the sequences cancelled while it ran, and take finished ones
+        out of the batch (their consumers may still be reading their last tokens)."""
+        for seq in self._cancelled:
+            self._release(seq)
+        self._cancelled.clear()
+        self._active = [s for s in self._active if s.finish_reason is None]
+
+    def _fail_all(self) -> None:
+        with self._cond:
+            for seq in self._active:
+                seq.finish_reason = "cancelled"
 
     def _step(self) -> None:
+        self.steps += 1
         batch, n, wants = self._batch, 0, []
         for seq in self._active:  # decoding sequences first: one token each
             if not seq.prefilling:
@@ -214,15 +267,20 @@ class Engine:
             raise InvalidParams(f"start must be in [1, {len(tokens)}], got {start}")
         if len(tokens) > self.n_ctx:
             raise ContextOverflow(len(tokens), self.n_ctx)
-        with self._lock:
-            if not self._free_ids:
-                raise BackendError("no free sequence slot")
+        with self._cond:
+            while not self._free_ids or self._stepping:
+                self._cond.wait()
             seq_id = self._free_ids.pop(0)
-            try:
-                return self._score(tokens, start, seq_id)
-            finally:
+            self._stepping = True  # scoring uses the context: no step meanwhile
+        try:
+            return self._score(tokens, start, seq_id)
+        finally:
+            with self._cond:
                 llama_cpp.llama_memory_seq_rm(self._mem, seq_id, -1, -1)
                 self._free_ids.append(seq_id)
+                self._stepping = False
+                self._sweep()
+                self._cond.notify_all()
 
     def _score(self, tokens: list[int], start: int, seq_id: int) -> list[float]:
         llama_cpp.llama_memory_seq_rm(self._mem, seq_id, -1, -1)

@@ -1,10 +1,11 @@
-"""The server's line for the model: one generation at a time, a bounded queue, cancellation.
+"""The server's line for the model: ``parallel`` generations at once, a bounded queue,
+cancellation.
 
-The engine runs one sequence at a time for now, so generations take turns: each request
-waits (in arrival order) for the model, and the model's tokens are produced in a worker thread
-and handed to the event loop. When more than ``max_queue`` requests are already waiting, a new
-one is refused with ``Overloaded`` (HTTP 503 and ``Retry-After``). A consumer that stops
-reading (a client that disconnected) stops its generation at the next token.
+Up to ``parallel`` requests generate at the same time (the engine batches them into one decode
+per step), each in its own worker thread whose tokens are handed to the event loop; the others
+wait in arrival order. When more than ``max_queue`` requests are already waiting, a new one is
+refused with ``Overloaded`` (HTTP 503 and ``Retry-After``). A consumer that stops reading (a
+client that disconnected) stops its generation at the next token and frees its place.
 """
 
 from __future__ import annotations
@@ -30,20 +31,23 @@ _END = object()
 
 
 class GenerationQueue:
-    """Runs blocking generators one at a time in a worker thread, for async callers.
+    """Runs blocking generators, ``parallel`` at a time, in worker threads, for async callers.
 
     Args:
-        max_queue: most requests allowed to wait while one runs.
+        max_queue: most requests allowed to wait while ``parallel`` run.
         on_depth: called with the number of waiting requests whenever it changes (metrics).
+        parallel: generations that run at once (the backend's batch size).
     """
 
     def __init__(self, max_queue: int,
-                 on_depth: Callable[[int], None] | None = None) -> None:
+                 on_depth: Callable[[int], None] | None = None, parallel: int = 1) -> None:
         self.max_queue = max_queue
+        self.parallel = parallel
         self._on_depth = on_depth or (lambda _: None)
-        self._lock = asyncio.Lock()
+        self._slots = asyncio.Semaphore(parallel)
         self._waiting = 0
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chinwag-model")
+        self._executor = ThreadPoolExecutor(max_workers=parallel,
+                                            thread_name_prefix="chinwag-model")
 
     @property
     def waiting(self) -> int:
@@ -60,13 +64,13 @@ class GenerationQueue:
         Raises:
             Overloaded: ``max_queue`` requests are already waiting.
         """
-        if self._lock.locked() and self._waiting >= self.max_queue:
+        if self._slots.locked() and self._waiting >= self.max_queue:
             raise Overloaded(f"the server is busy: {self._waiting} requests are waiting; "
                              "retry later", retry_after=1)
         self._waiting += 1
         self._on_depth(self._waiting)
         try:
-            await self._lock.acquire()
+            await self._slots.acquire()
         finally:
             self._waiting -= 1
             self._on_depth(self._waiting)
@@ -74,7 +78,7 @@ class GenerationQueue:
             async for item in self._run(start):
                 yield item
         finally:
-            self._lock.release()
+            self._slots.release()
 
     async def _run(self, start: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
         loop = asyncio.get_running_loop()

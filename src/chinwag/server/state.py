@@ -66,7 +66,8 @@ class ServerState:
         personas = load_personas(settings.user_personas_dir())
         return cls(settings=settings, backend=backend, model_id=backend.info().name,
                    personas=personas,
-                   queue=GenerationQueue(settings.max_queue, metrics.queue_depth.set),
+                   queue=GenerationQueue(settings.max_queue, metrics.queue_depth.set,
+                                         parallel=backend.max_parallel),
                    metrics=metrics, store=Store(settings.db_path()))
 
     def persona(self, name: str) -> Persona:
