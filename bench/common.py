@@ -29,6 +29,23 @@ def build_llama_server() -> Path:
     return Path(out.stdout.strip().splitlines()[-1])
 
 
+class Served(str):
+    """A running server's base URL (a ``str``) that also knows the server's process id."""
+
+    pid: int
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The process's peak resident memory (``VmHWM`` in /proc), MiB; 0 if unknown."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -37,13 +54,15 @@ def free_port() -> int:
 
 @contextmanager
 def serving(cmd: list[str], port: int, log_name: str,
-            env: dict[str, str] | None = None) -> Iterator[str]:
-    """Run a server command; yield its base URL once ``/health`` answers; stop it after."""
+            env: dict[str, str] | None = None) -> Iterator[Served]:
+    """Run a server command; yield its base URL (with ``.pid``) once ``/health`` answers;
+    stop it after."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     log = open(RESULTS / log_name, "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=log,
                             stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    url = Served(f"http://127.0.0.1:{port}")
+    url.pid = proc.pid
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -68,7 +87,7 @@ def serving(cmd: list[str], port: int, log_name: str,
 
 
 @contextmanager
-def llama_server(model: Path, *args: str) -> Iterator[str]:
+def llama_server(model: Path, *args: str) -> Iterator[Served]:
     """Run llama.cpp's server on 127.0.0.1 with ``args``; yield its base URL."""
     folder = build_llama_server()
     port = free_port()
@@ -79,7 +98,7 @@ def llama_server(model: Path, *args: str) -> Iterator[str]:
 
 
 @contextmanager
-def chinwag_server(*args: str) -> Iterator[str]:
+def chinwag_server(*args: str) -> Iterator[Served]:
     """Run ``chinwag serve`` on 127.0.0.1 with ``args``; yield its base URL."""
     port = free_port()
     with serving([sys.executable, "-m", "chinwag", "serve", "--host", "127.0.0.1", "--port",

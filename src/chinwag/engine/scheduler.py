@@ -87,6 +87,10 @@ class Engine:
         params.n_batch = n_batch
         params.n_ubatch = min(n_batch, 512)
         params.n_seq_max = n_seq_max
+        # one KV buffer shared by all sequences: with a buffer per sequence, llama.cpp splits a
+        # batch of 8 decoding sequences into per-sequence pieces (measured: 8 streams 48 tok/s
+        # with separate buffers, 84 tok/s unified, on 2 threads)
+        params.kv_unified = True
         params.n_threads = threads
         params.n_threads_batch = threads
         params.no_perf = True

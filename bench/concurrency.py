@@ -1,0 +1,157 @@
+"""Many people at once: ``chinwag serve`` against llama.cpp's own server, in one run.
+
+Both servers run the embedded model with the same threads and 8 parallel sequences (chinwag
+``--parallel 8 --n-ctx C``; llama-server ``-np 8 -c 8*C``, so each slot has C tokens).
+
+1. Throughput: 1, 4 and 8 concurrent streams of ``--tokens`` tokens through ``/v1/completions``
+   (SSE); aggregate tokens per second (all tokens received / wall time).
+2. Returning users: 16 users each holding a 6-turn chat through ``/v1/chat/completions``, each
+   request carrying the whole history, turns interleaved round-robin; median time to first
+   token of turns 2-6. llama-server runs with its defaults (RAM prompt cache on) and
+   ``--no-jinja --chat-template gemma``.
+3. Returning users after a restart: not measured yet; chinwag has no ``--kv-cache-dir`` yet.
+4. Peak resident memory of each server (``VmHWM``).
+
+Prints the figures, writes ``bench/results/concurrency.json`` and ends with the lines
+``ratio_agg_tok_s_8``, ``ratio_agg_tok_s_4`` (targets >= 1.00) and ``ratio_ttft_returning``
+(target <= 1.00), each chinwag over llama-server.
+
+    .venv/bin/python bench/concurrency.py [--tokens 128] [--threads 2] [--n-ctx 2048]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from chinwag.models import resolve_model
+from chinwag.settings import Settings
+from common import Served, chinwag_server, llama_server, peak_rss_mib, write_results
+
+PROMPT = "Once upon a time, in a small village called Limbo, there lived"
+SYSTEM = ("You are Bertha, an old villager who has lived all her life in the village of Limbo. "
+          "You know every house, every family and every goat in Limbo, and you like to talk "
+          "about the well, the mill, the inn run by Old Tom, the river and the weather. You "
+          "answer travellers kindly, in a few short sentences, and you ask them questions "
+          "about where they come from and where they are going. You never say that you are "
+          "an assistant or a program: you are Bertha, and you are standing in the square.")
+QUESTIONS = ["Hello! Who are you?", "What is this village called?",
+             "Where can I sleep tonight?", "Tell me about the mill.",
+             "Have you seen a lost goat?", "Goodbye, and thank you!"]
+
+
+def stream(url: str, body: dict[str, object], path: str) -> tuple[float | None, str, int]:
+    """One SSE request: (seconds to the first text, the text, completion tokens)."""
+    start = time.perf_counter()
+    first: float | None = None
+    text, tokens, pieces = "", 0, 0
+    with httpx.stream("POST", f"{url}{path}", json=body, timeout=600) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if chunk.get("usage"):
+                tokens = chunk["usage"]["completion_tokens"]
+            for choice in chunk.get("choices", []):
+                piece = choice.get("text") or (choice.get("delta") or {}).get("content")
+                if piece:
+                    first = first if first is not None else time.perf_counter() - start
+                    text += piece
+                    pieces += 1
+    return first, text, tokens or pieces
+
+
+def throughput(url: str, model: str, streams: int, tokens: int) -> float:
+    """Aggregate completion tokens per second of ``streams`` concurrent completions."""
+    counts = [0] * streams
+
+    def one(i: int) -> None:
+        body = {"model": model, "prompt": PROMPT, "max_tokens": tokens, "temperature": 0.8,
+                "seed": 100 + i, "stream": True, "stream_options": {"include_usage": True},
+                "top_k": 40, "top_p": 0.95, "repeat_penalty": 1.0}
+        counts[i] = stream(url, body, "/v1/completions")[2]
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(streams)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(counts) / (time.perf_counter() - start)
+
+
+def returning_users(url: str, model: str, users: int = 16, turns: int = 6) -> list[float]:
+    """Time to first token of turns 2..``turns`` of ``users`` interleaved chats, seconds."""
+    histories = [[{"role": "system", "content": SYSTEM}] for _ in range(users)]
+    late: list[float] = []
+    for turn in range(turns):
+        for u in range(users):
+            histories[u].append({"role": "user", "content": f"(traveller {u}) {QUESTIONS[turn]}"})
+            body = {"model": model, "messages": histories[u], "max_tokens": 48,
+                    "temperature": 0, "stream": True}
+            ttft, text, _ = stream(url, body, "/v1/chat/completions")
+            histories[u].append({"role": "assistant", "content": text.strip()})
+            if turn > 0 and ttft is not None:
+                late.append(ttft)
+    return late
+
+
+def measure(url: Served, model: str, tokens: int) -> dict[str, object]:
+    stream(url, {"model": model, "prompt": "Hi", "max_tokens": 8, "stream": True},
+           "/v1/completions")  # warm-up
+    agg = {n: throughput(url, model, n, tokens) for n in (1, 4, 8)}
+    for n, tok_s in agg.items():
+        print(f"  {n} stream(s): {tok_s:.1f} tok/s aggregate", flush=True)
+    late = returning_users(url, model)
+    print(f"  returning users: median ttft turns 2-6 {statistics.median(late) * 1000:.0f} ms",
+          flush=True)
+    return {"agg_tok_s": agg, "ttft_returning_s": late,
+            "ttft_returning_median_s": statistics.median(late),
+            "peak_rss_mib": peak_rss_mib(url.pid)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--n-ctx", type=int, default=2048)
+    args = parser.parse_args()
+    model = resolve_model(Settings())
+    print("chinwag serve --parallel 8:", flush=True)
+    with chinwag_server("--threads", str(args.threads), "--n-ctx", str(args.n_ctx),
+                        "--parallel", "8") as url:
+        name = httpx.get(f"{url}/v1/models", timeout=10).json()["data"][0]["id"]
+        ours = measure(url, name, args.tokens)
+    print("llama-server -np 8:", flush=True)
+    with llama_server(model, "-t", str(args.threads), "-tb", str(args.threads), "-c",
+                      str(8 * args.n_ctx), "-np", "8", "-ngl", "0", "--no-jinja",
+                      "--chat-template", "gemma") as ref:
+        theirs = measure(ref, "ref", args.tokens)
+    ratios = {f"ratio_agg_tok_s_{n}": ours["agg_tok_s"][n] / theirs["agg_tok_s"][n]  # type: ignore[index]
+              for n in (1, 4, 8)}
+    ratios["ratio_ttft_returning"] = (ours["ttft_returning_median_s"]  # type: ignore[operator]
+                                      / theirs["ttft_returning_median_s"])
+    path = write_results("concurrency", {"tokens": args.tokens, "threads": args.threads,
+                                         "n_ctx": args.n_ctx, "chinwag": ours,
+                                         "llama_server": theirs, **ratios,
+                                         "after_restart": "not measured: no --kv-cache-dir yet"})
+    print(f"peak RSS: chinwag {ours['peak_rss_mib']:.0f} MiB, "
+          f"llama-server {theirs['peak_rss_mib']:.0f} MiB")
+    print(f"results: {path}")
+    print(f"ratio_agg_tok_s_1={ratios['ratio_agg_tok_s_1']:.2f}")
+    print(f"ratio_agg_tok_s_8={ratios['ratio_agg_tok_s_8']:.2f}")
+    print(f"ratio_agg_tok_s_4={ratios['ratio_agg_tok_s_4']:.2f}")
+    print(f"ratio_ttft_returning={ratios['ratio_ttft_returning']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
