@@ -42,6 +42,8 @@ lint: $(TEST_STAMP)
 bench: $(TEST_STAMP)
 	$(PY) bench/decode.py
 	$(PY) bench/server.py
+	$(PY) bench/concurrency.py
+	$(PY) bench/memory.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache src/*.egg-info
