@@ -120,10 +120,18 @@ class SamplingParams:
 
 @dataclass(frozen=True)
 class Usage:
-    """Token counts of one generation, as OpenAI reports them."""
+    """Token counts of one generation, as OpenAI reports them.
+
+    Attributes:
+        prompt_tokens: tokens in the prompt.
+        completion_tokens: tokens generated.
+        cached_tokens: prompt tokens whose KV state was reused, not computed again
+            (OpenAI's ``usage.prompt_tokens_details.cached_tokens``).
+    """
 
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:

@@ -171,3 +171,28 @@ def test_a_cancelled_sequence_leaves_the_batch_and_the_others_go_on(model: Llama
         assert len(third) == 12 and sorted(engine._free_ids) == [0, 1]
     finally:
         engine.close()
+
+
+def test_a_returning_prompt_reuses_the_slots_cells_and_continues_as_recomputed(
+        model: LlamaModel) -> None:
+    """Turn 2 of a conversation shares turn 1's prompt and answer: only the new tokens are
+    computed, and the answer is what a fresh engine computing everything gives."""
+    engine = Engine(model, n_ctx=512, n_threads=2, n_seq_max=2)
+    fresh = Engine(model, n_ctx=512, n_threads=2, n_seq_max=1)
+    try:
+        first = model.tokenize(PROMPT)
+        answer = greedy(engine, first)
+        second = first + answer + model.tokenize(" And then,", add_special=False)
+        seq = engine.submit(second, GREEDY)
+        reused = list(engine.run(seq))
+        assert seq.n_cached >= len(first) + len(answer) - 1
+        recomputed_seq = fresh.submit(second, GREEDY)
+        recomputed = list(fresh.run(recomputed_seq))
+        assert recomputed_seq.n_cached == 0
+        assert_same_up_to_a_near_tie(fresh, second, recomputed, reused)
+        other = engine.submit(model.tokenize("Something else entirely"), GREEDY)
+        list(engine.run(other))
+        assert other.n_cached <= 1  # a different prompt reuses nothing (BOS at most)
+    finally:
+        engine.close()
+        fresh.close()

@@ -172,3 +172,20 @@ def test_metrics_count_requests_and_tokens(server: Any, client: openai.OpenAI) -
     assert "chinwag_completion_tokens_total" in text
     assert "chinwag_time_to_first_token_seconds_bucket" in text
     assert "chinwag_queue_depth" in text
+
+
+def test_a_returning_history_reports_cached_tokens(client: openai.OpenAI) -> None:
+    """Turn 2 re-sends turn 1 (an OpenAI client keeps the history): the shared prefix's KV
+    state is reused, and usage says how many prompt tokens were cached."""
+    history = [{"role": "user", "content": "Name three fruits, please. Be brief."}]
+    first = client.chat.completions.create(model=MODEL, messages=history,  # type: ignore[arg-type]
+                                           max_tokens=16, temperature=0)
+    history += [{"role": "assistant", "content": first.choices[0].message.content or ""},
+                {"role": "user", "content": "And three vegetables?"}]
+    second = client.chat.completions.create(model=MODEL, messages=history,  # type: ignore[arg-type]
+                                            max_tokens=16, temperature=0)
+    assert second.usage is not None and second.usage.prompt_tokens_details is not None
+    cached = second.usage.prompt_tokens_details.cached_tokens or 0
+    assert first.usage is not None
+    assert cached >= first.usage.prompt_tokens - 1, (cached, first.usage.prompt_tokens)
+    assert cached < second.usage.prompt_tokens

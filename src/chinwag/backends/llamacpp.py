@@ -98,7 +98,7 @@ class LlamaCppBackend(LanguageBackend):
         finally:
             tokens.close()
         reason = "stop" if scanner.stopped else seq.finish_reason or "stop"
-        yield Done(reason, Usage(len(seq.prompt), seq.n_generated))
+        yield Done(reason, Usage(len(seq.prompt), seq.n_generated, seq.n_cached))
 
     def choose(self, messages: Sequence[Message], options: Sequence[str],
                *, speakers: Speakers = Speakers()) -> Choice:

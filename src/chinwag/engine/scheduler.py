@@ -10,6 +10,14 @@ sequence's tokens, and whichever caller finds no token waiting and nobody steppi
 next step for all active sequences (leader/follower). A new sequence joins at the next step; a
 finished or cancelled one leaves after the step it is in. With ``n_seq_max`` slots busy, a new
 ``run`` waits for one to free up.
+
+Prefix reuse: a slot keeps the KV cells of the last sequence it ran. A new sequence takes the
+free slot whose kept tokens share the longest prefix with its prompt (llama.cpp's server picks
+slots the same way), drops the cells after that prefix and computes only the rest; a returning
+conversation, or an OpenAI client re-sending its history, skips the turns already computed.
+Gemma 3's sliding-window layers keep every cell (``swa_full``, llama.cpp's default), so any
+prefix can be kept; where the memory reports it cannot (``seq_pos_min`` > 0), the slot is
+cleared instead.
 """
 
 from __future__ import annotations
@@ -41,6 +49,8 @@ class Sequence:
         max_tokens: most tokens to sample.
         n_past: tokens of this sequence already in the KV cache.
         n_generated: tokens sampled so far (end-of-generation tokens excluded).
+        n_cached: prompt tokens whose KV cells were reused from the slot's last sequence.
+        fed: the tokens whose KV cells this sequence holds, in order.
         finish_reason: None while running; ``stop``, ``length`` or ``cancelled`` after.
     """
 
@@ -55,6 +65,8 @@ class Sequence:
     finish_reason: FinishReason | None = None
     new_tokens: deque[int] = field(default_factory=deque)
     admitted: bool = False
+    n_cached: int = 0
+    fed: list[int] = field(default_factory=list)
 
     @property
     def prefilling(self) -> bool:
@@ -103,7 +115,8 @@ class Engine:
         self._mem = llama_cpp.llama_get_memory(self._ctx)
         self._batch = llama_cpp.llama_batch_init(n_batch, 0, n_seq_max)
         self.n_seq_max = n_seq_max
-        self._free_ids: list[int] = list(range(n_seq_max))
+        self._free_ids: list[int] = list(range(n_seq_max))  # least recently used first
+        self._kept: dict[int, list[int]] = {}  # slot -> tokens whose cells it still holds
         self._active: list[Sequence] = []
         self._cancelled: list[Sequence] = []
         self._cond = threading.Condition()
@@ -179,8 +192,21 @@ class Engine:
                 self._cond.notify_all()
 
     def _admit(self, seq: Sequence) -> None:
-        seq.seq_id = self._free_ids.pop(0)
-        llama_cpp.llama_memory_seq_rm(self._mem, seq.seq_id, -1, -1)
+        best, reuse = self._free_ids[0], 0
+        for slot in self._free_ids:
+            n = _common_prefix(self._kept.get(slot, ()), seq.prompt)
+            if n > reuse:
+                best, reuse = slot, n
+        self._free_ids.remove(best)
+        seq.seq_id = best
+        reuse = min(reuse, len(seq.prompt) - 1)  # the last prompt token must be computed
+        if reuse > 0 and llama_cpp.llama_memory_seq_rm(self._mem, best, reuse, -1) and \
+                llama_cpp.llama_memory_seq_pos_min(self._mem, best) <= 0:
+            seq.n_past = seq.n_prompt_done = seq.n_cached = reuse
+            seq.fed = list(seq.prompt[:reuse])
+        else:
+            llama_cpp.llama_memory_seq_rm(self._mem, best, -1, -1)
+        self._kept.pop(best, None)
         seq.admitted = True
         self._active.append(seq)
 
@@ -191,7 +217,7 @@ class Engine:
             self._active.remove(seq)
         if seq.admitted:
             seq.admitted = False
-            llama_cpp.llama_memory_seq_rm(self._mem, seq.seq_id, -1, -1)
+            self._kept[seq.seq_id] = seq.fed  # its cells stay for a later prompt to reuse
             self._free_ids.append(seq.seq_id)
             seq.sampler.close()
 
@@ -214,6 +240,7 @@ class Engine:
         for seq in self._active:  # decoding sequences first: one token each
             if not seq.prefilling:
                 self._put(n, seq.last_token, seq.n_past, seq.seq_id, True)
+                seq.fed.append(seq.last_token)
                 wants.append((seq, n))
                 seq.n_past += 1
                 n += 1
@@ -226,6 +253,7 @@ class Engine:
                     seq.n_past += 1
                     n += 1
                 seq.n_prompt_done += len(chunk)
+                seq.fed += chunk
                 if not seq.prefilling:
                     batch.logits[n - 1] = 1
                     wants.append((seq, n - 1))
@@ -275,6 +303,7 @@ class Engine:
             while not self._free_ids or self._stepping:
                 self._cond.wait()
             seq_id = self._free_ids.pop(0)
+            self._kept.pop(seq_id, None)  # scoring overwrites the slot's cells
             self._stepping = True  # scoring uses the context: no step meanwhile
         try:
             return self._score(tokens, start, seq_id)
@@ -308,6 +337,13 @@ class Engine:
         top = logits.max()
         return float(logits[token] - top - np.log(np.exp(logits - top).sum()))
 
+    def forget_kept(self) -> None:
+        """Drop the KV cells every free slot keeps for prefix reuse."""
+        with self._cond:
+            for slot in list(self._kept):
+                llama_cpp.llama_memory_seq_rm(self._mem, slot, -1, -1)
+            self._kept.clear()
+
     # -- lifetime ------------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -325,3 +361,13 @@ class Engine:
     def handle(self) -> Any:
         """The ``llama_context *`` pointer."""
         return self._ctx
+
+
+def _common_prefix(a: list[int] | tuple[()], b: list[int]) -> int:
+    """How many leading tokens ``a`` and ``b`` share."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n

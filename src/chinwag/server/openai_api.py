@@ -32,11 +32,11 @@ def _sse(data: dict[str, Any] | str) -> str:
     return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
 
 
-def _usage(done: Done, cached: int = 0) -> dict[str, Any]:
+def _usage(done: Done) -> dict[str, Any]:
     u = done.usage
     return {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
             "total_tokens": u.total_tokens,
-            "prompt_tokens_details": {"cached_tokens": cached}}
+            "prompt_tokens_details": {"cached_tokens": u.cached_tokens}}
 
 
 def _finish(done: Done) -> str:
