@@ -366,7 +366,7 @@ class Engine:
 def _common_prefix(a: list[int] | tuple[()], b: list[int]) -> int:
     """How many leading tokens ``a`` and ``b`` share."""
     n = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         if x != y:
             break
         n += 1
