@@ -51,6 +51,10 @@ class SamplingParams:
         stop: strings that end the reply; they are not included in it.
         seed: RNG seed; the same seed, settings and prompt give the same text. None = random.
         json_schema: when set, the output is constrained to JSON valid against this schema.
+        cache_prompt: reuse the KV state of an earlier prompt that shares a prefix with this
+            one (llama.cpp's server option of the same name, on by default there too). As
+            llama.cpp warns, logits are not bit-identical across batch shapes, so with it the
+            same seed may give a different text; turn it off for reproducible output.
     """
 
     max_tokens: int = 256
@@ -63,6 +67,7 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     json_schema: dict[str, Any] | None = None
+    cache_prompt: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str | list):

@@ -27,7 +27,9 @@ def test_completion_produces_text(llama: Any) -> None:
 
 
 def test_same_seed_same_text(llama: Any) -> None:
-    params = SamplingParams(temperature=1.0, seed=1234, max_tokens=32)
+    # cache_prompt off: a reused prefix is computed in another batch shape, which rounds
+    # differently (llama.cpp's server documents the same for its cache_prompt)
+    params = SamplingParams(temperature=1.0, seed=1234, max_tokens=32, cache_prompt=False)
     first = collect(llama.generate("The weather today is", params))[0]
     second = collect(llama.generate("The weather today is", params))[0]
     other = collect(llama.generate("The weather today is", params.with_(seed=99)))[0]

@@ -52,11 +52,11 @@ def test_streaming_chat_completion(client: openai.OpenAI) -> None:
 
 
 def test_persona_as_model_applies_its_prompt(client: openai.OpenAI) -> None:
-    same = [client.chat.completions.create(
+    reply = client.chat.completions.create(
         model="villager", messages=[{"role": "user", "content": "Who are you?"}], temperature=0,
-        seed=1) for _ in range(2)]
-    assert same[0].choices[0].message.content == same[1].choices[0].message.content
-    assert same[0].usage is not None and same[0].usage.prompt_tokens > 100  # preamble sent
+        seed=1)
+    assert reply.choices[0].message.content
+    assert reply.usage is not None and reply.usage.prompt_tokens > 100  # preamble sent
 
 
 def test_json_schema_response_format(client: openai.OpenAI) -> None:

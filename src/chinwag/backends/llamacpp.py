@@ -76,7 +76,7 @@ class LlamaCppBackend(LanguageBackend):
     def generate(self, prompt: str, params: SamplingParams) -> EventStream:
         tokens = self.model.tokenize(prompt)
         grammar = None if params.json_schema is None else grammar_for_schema(params.json_schema)
-        seq = self.engine.submit(tokens, params, grammar)
+        seq = self.engine.submit(tokens, params, grammar, reuse=params.cache_prompt)
         return self._stream(seq, params.stop)
 
     def _stream(self, seq: EngineSequence,

@@ -44,7 +44,7 @@ def parse_value(param: str, raw: str) -> Any:
     Raises:
         InvalidParams: unknown parameter or a value that is not of its type.
     """
-    known = {f.name for f in fields(SamplingParams)} - {"json_schema"}
+    known = {f.name for f in fields(SamplingParams)} - {"json_schema", "cache_prompt"}
     if param not in known:
         raise InvalidParams(f"unknown parameter {param!r}; known: {', '.join(sorted(known))}",
                             param=param)

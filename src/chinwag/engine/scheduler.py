@@ -65,6 +65,7 @@ class Sequence:
     finish_reason: FinishReason | None = None
     new_tokens: deque[int] = field(default_factory=deque)
     admitted: bool = False
+    reuse: bool = True
     n_cached: int = 0
     fed: list[int] = field(default_factory=list)
 
@@ -119,6 +120,7 @@ class Engine:
         self._kept: dict[int, list[int]] = {}  # slot -> tokens whose cells it still holds
         self._active: list[Sequence] = []
         self._cancelled: list[Sequence] = []
+        self._pending: list[Sequence] = []
         self._cond = threading.Condition()
         self._stepping = False
         self.steps = 0
@@ -126,8 +128,11 @@ class Engine:
     # -- generation ----------------------------------------------------------------------------
 
     def submit(self, prompt: list[int], params: SamplingParams,
-               grammar: str | None = None) -> Sequence:
+               grammar: str | None = None, *, reuse: bool = True) -> Sequence:
         """Check and register a prompt; tokens come from ``run(sequence)``.
+
+        ``reuse``: start from a free slot's kept KV cells when they share a prefix with the
+        prompt (see the module docstring); otherwise the prompt is computed whole.
 
         Raises:
             InvalidParams: the prompt has no tokens.
@@ -140,7 +145,7 @@ class Engine:
             raise ContextOverflow(len(prompt), self.n_ctx)
         sampler = Sampler(self.model.vocab, self.model.n_vocab, params, grammar)
         return Sequence(seq_id=-1, prompt=list(prompt), sampler=sampler,
-                        max_tokens=params.max_tokens)
+                        max_tokens=params.max_tokens, reuse=reuse)
 
     def run(self, seq: Sequence) -> Generator[int, None, None]:
         """Advance ``seq`` to its end, yielding each sampled token id as it comes.
@@ -154,18 +159,21 @@ class Engine:
             BackendError: ``llama_decode`` failed (every sequence in that step fails).
         """
         with self._cond:
-            while not self._free_ids:
-                self._cond.wait()
-            self._admit(seq)
+            self._pending.append(seq)
         try:
             while True:
                 with self._cond:
-                    while not seq.new_tokens and seq.finish_reason is None and self._stepping:
+                    while True:
+                        token = seq.new_tokens.popleft() if seq.new_tokens else None
+                        if token is not None or seq.finish_reason is not None:
+                            lead = False
+                            break
+                        if not self._stepping:
+                            self._admit_pending()
+                            if self._active:  # work to do: lead the next step
+                                self._stepping = lead = True
+                                break
                         self._cond.wait()
-                    token = seq.new_tokens.popleft() if seq.new_tokens else None
-                    lead = token is None and seq.finish_reason is None
-                    if lead:
-                        self._stepping = True
                 if token is not None:
                     yield token
                     continue
@@ -185,15 +193,23 @@ class Engine:
             with self._cond:
                 if seq.finish_reason is None:
                     seq.finish_reason = "cancelled"
+                if seq in self._pending:
+                    self._pending.remove(seq)
                 if self._stepping:
                     self._cancelled.append(seq)  # the stepper frees it after its step
                 else:
                     self._release(seq)
                 self._cond.notify_all()
 
+    def _admit_pending(self) -> None:
+        """Give free slots to waiting sequences, first come first served (under ``_cond``,
+        with no step running: admission edits the KV cache)."""
+        while self._pending and self._free_ids:
+            self._admit(self._pending.pop(0))
+
     def _admit(self, seq: Sequence) -> None:
         best, reuse = self._free_ids[0], 0
-        for slot in self._free_ids:
+        for slot in self._free_ids if seq.reuse else ():
             n = _common_prefix(self._kept.get(slot, ()), seq.prompt)
             if n > reuse:
                 best, reuse = slot, n
@@ -219,7 +235,7 @@ class Engine:
             seq.admitted = False
             self._kept[seq.seq_id] = seq.fed  # its cells stay for a later prompt to reuse
             self._free_ids.append(seq.seq_id)
-            seq.sampler.close()
+        seq.sampler.close()
 
     def _sweep(self) -> None:
         """After a step: free the sequences cancelled while it ran, and take finished ones

@@ -69,6 +69,7 @@ class Sampling(_Body):
     repeat_penalty: float | None = None
     stop: str | list[str] | None = None
     seed: int | None = None
+    cache_prompt: bool | None = None
     n: int = 1
 
     def apply(self, base: SamplingParams) -> SamplingParams:
@@ -82,7 +83,7 @@ class Sampling(_Body):
                                 "per request (n must be 1)", param="n")
         changes: dict[str, Any] = {
             k: getattr(self, k) for k in ("temperature", "top_p", "top_k", "min_p",
-                                          "repeat_penalty", "seed")
+                                          "repeat_penalty", "seed", "cache_prompt")
             if getattr(self, k) is not None}
         limit = self.max_completion_tokens if self.max_completion_tokens is not None \
             else self.max_tokens
