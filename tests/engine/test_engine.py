@@ -196,3 +196,30 @@ def test_a_returning_prompt_reuses_the_slots_cells_and_continues_as_recomputed(
     finally:
         engine.close()
         fresh.close()
+
+
+def test_pieces_are_right_when_many_threads_detokenize_at_once(model_path: Path) -> None:
+    """Eight streams decode their tokens in eight threads: no piece lands in another's cache
+    entry (a shared buffer once turned every "2" into "1" for the rest of the process)."""
+    import threading
+
+    fresh = LlamaModel(model_path)
+    reference = LlamaModel(model_path)
+    try:
+        tokens = list(range(200, 2200))
+        barrier = threading.Barrier(8)
+
+        def work(offset: int) -> None:
+            barrier.wait()
+            for t in tokens[offset::8]:
+                fresh.piece(t)
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert [fresh.piece(t) for t in tokens] == [reference.piece(t) for t in tokens]
+    finally:
+        fresh.close()
+        reference.close()

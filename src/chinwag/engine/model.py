@@ -62,7 +62,6 @@ class LlamaModel:
         self.vocab = llama_cpp.llama_model_get_vocab(self._model)
         self.n_vocab: int = llama_cpp.llama_vocab_n_tokens(self.vocab)
         self._pieces: dict[int, bytes] = {}
-        self._buf = ctypes.create_string_buffer(256)
         self.bos_token_id: int = llama_cpp.llama_vocab_bos(self.vocab)
         self.eos_token_id: int = llama_cpp.llama_vocab_eos(self.vocab)
         self.add_bos: bool = bool(llama_cpp.llama_vocab_get_add_bos(self.vocab))
@@ -101,17 +100,18 @@ class LlamaModel:
         return list(out[:n])
 
     def piece(self, token: int) -> bytes:
-        """The bytes a token stands for (control tokens give b""), cached per token."""
+        """The bytes a token stands for (control tokens give b""), cached per token.
+
+        Safe to call from several threads at once (each call that misses the cache has its own
+        buffer; a shared one let one thread's bytes land in another's cache entry)."""
         cached = self._pieces.get(token)
         if cached is None:
-            n = llama_cpp.llama_token_to_piece(self.vocab, token, self._buf, len(self._buf), 0,
-                                               False)
+            buf = ctypes.create_string_buffer(64)
+            n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
             if n < 0:
                 buf = ctypes.create_string_buffer(-n)
                 n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, -n, 0, False)
-                cached = buf.raw[:n]
-            else:
-                cached = self._buf.raw[:n]
+            cached = buf.raw[:n]
             self._pieces[token] = cached
         return cached
 
