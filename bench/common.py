@@ -111,3 +111,28 @@ def write_results(name: str, data: dict[str, object]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(data, indent=2) + "\n")
     return path
+
+
+def stream(url: str, body: dict[str, object],
+           path: str) -> tuple[float | None, str, int, dict[str, int]]:
+    """One SSE request to an OpenAI-style endpoint: (seconds to the first text, the text,
+    pieces of text received, the ``usage`` object if the server sent one, else {})."""
+    start = time.perf_counter()
+    first: float | None = None
+    text, pieces = "", 0
+    usage: dict[str, int] = {}
+    with httpx.stream("POST", f"{url}{path}", json=body, timeout=600) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if chunk.get("usage"):
+                usage = chunk["usage"]
+            for choice in chunk.get("choices", []):
+                piece = choice.get("text") or (choice.get("delta") or {}).get("content")
+                if piece:
+                    first = first if first is not None else time.perf_counter() - start
+                    text += piece
+                    pieces += 1
+    return first, text, pieces, usage

@@ -22,7 +22,6 @@ Prints the figures, writes ``bench/results/concurrency.json`` and ends with the 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import threading
@@ -34,7 +33,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from chinwag.models import resolve_model
 from chinwag.settings import Settings
-from common import Served, chinwag_server, llama_server, peak_rss_mib, write_results
+from common import Served, chinwag_server, llama_server, peak_rss_mib, stream, write_results
 
 PROMPT = "Once upon a time, in a small village called Limbo, there lived"
 SYSTEM = ("You are Bertha, an old villager who has lived all her life in the village of Limbo. "
@@ -48,28 +47,6 @@ QUESTIONS = ["Hello! Who are you?", "What is this village called?",
              "Have you seen a lost goat?", "Goodbye, and thank you!"]
 
 
-def stream(url: str, body: dict[str, object], path: str) -> tuple[float | None, str, int]:
-    """One SSE request: (seconds to the first text, the text, completion tokens)."""
-    start = time.perf_counter()
-    first: float | None = None
-    text, tokens, pieces = "", 0, 0
-    with httpx.stream("POST", f"{url}{path}", json=body, timeout=600) as response:
-        response.raise_for_status()
-        for line in response.iter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            if chunk.get("usage"):
-                tokens = chunk["usage"]["completion_tokens"]
-            for choice in chunk.get("choices", []):
-                piece = choice.get("text") or (choice.get("delta") or {}).get("content")
-                if piece:
-                    first = first if first is not None else time.perf_counter() - start
-                    text += piece
-                    pieces += 1
-    return first, text, tokens or pieces
-
-
 def throughput(url: str, model: str, streams: int, tokens: int) -> float:
     """Aggregate completion tokens per second of ``streams`` concurrent completions."""
     counts = [0] * streams
@@ -78,7 +55,8 @@ def throughput(url: str, model: str, streams: int, tokens: int) -> float:
         body = {"model": model, "prompt": PROMPT, "max_tokens": tokens, "temperature": 0.8,
                 "seed": 100 + i, "stream": True, "stream_options": {"include_usage": True},
                 "top_k": 40, "top_p": 0.95, "repeat_penalty": 1.0}
-        counts[i] = stream(url, body, "/v1/completions")[2]
+        _, _, pieces, usage = stream(url, body, "/v1/completions")
+        counts[i] = usage.get("completion_tokens", pieces)
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(streams)]
     start = time.perf_counter()
@@ -98,7 +76,7 @@ def returning_users(url: str, model: str, users: int = 16, turns: int = 6) -> li
             histories[u].append({"role": "user", "content": f"(traveller {u}) {QUESTIONS[turn]}"})
             body = {"model": model, "messages": histories[u], "max_tokens": 48,
                     "temperature": 0, "stream": True}
-            ttft, text, _ = stream(url, body, "/v1/chat/completions")
+            ttft, text, _, _ = stream(url, body, "/v1/chat/completions")
             histories[u].append({"role": "assistant", "content": text.strip()})
             if turn > 0 and ttft is not None:
                 late.append(ttft)

@@ -22,14 +22,11 @@ Prints a line per turn, writes ``bench/results/memory.json`` and ends with
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from chinwag.backends.llamacpp import LlamaCppBackend
@@ -38,7 +35,7 @@ from chinwag.chat.memory import MemoryPolicy
 from chinwag.models import resolve_model
 from chinwag.settings import Settings
 from chinwag.store import Store
-from common import llama_server, write_results
+from common import llama_server, stream, write_results
 
 MESSAGES = [
     "Hello! My name is Zorblax and I come from the mountains.",
@@ -85,25 +82,10 @@ def reference_turns(url: str, turns: int, max_tokens: int) -> list[dict[str, flo
         history.append({"role": "user", "content": MESSAGES[turn % len(MESSAGES)]})
         body = {"messages": history, "max_tokens": max_tokens, "stream": True,
                 "stream_options": {"include_usage": True}, **SAMPLING}
-        start = time.perf_counter()
-        first, text, prompt_tokens = None, "", 0
-        with httpx.stream("POST", f"{url}/v1/chat/completions", json=body,
-                          timeout=300) as response:
-            response.raise_for_status()
-            for line in response.iter_lines():
-                if not line.startswith("data: ") or line == "data: [DONE]":
-                    continue
-                chunk = json.loads(line[6:])
-                if chunk.get("usage"):
-                    prompt_tokens = chunk["usage"]["prompt_tokens"]
-                for choice in chunk.get("choices", []):
-                    piece = (choice.get("delta") or {}).get("content")
-                    if piece:
-                        first = first or time.perf_counter()
-                        text += piece
+        ttft, text, _, usage = stream(url, body, "/v1/chat/completions")
         history.append({"role": "assistant", "content": text.strip()})
-        out.append({"ttft_s": (first or time.perf_counter()) - start,
-                    "prompt_tokens": prompt_tokens})
+        out.append({"ttft_s": ttft if ttft is not None else float("nan"),
+                    "prompt_tokens": usage.get("prompt_tokens", 0)})
     return out
 
 
