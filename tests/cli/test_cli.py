@@ -190,3 +190,28 @@ def test_session_pins_facts_shows_history_and_forgets(tmp_path: Path) -> None:
         assert store.list_conversations(user="ann")[0].id != old
         session.command("/unpin")
         assert store.facts("villager", "ann") == []
+
+
+def test_export_to_a_path_that_cannot_be_written_is_one_clear_error(tmp_path: Path) -> None:
+    import io
+
+    from chinwag.backends.scripted import ScriptedBackend
+    from chinwag.chat import Chatbot, get_persona
+    from chinwag.cli.session import ChatSession
+    from chinwag.store import Store
+
+    db = tmp_path / "chat.db"
+    nowhere = tmp_path / "missing-folder" / "out.json"
+    backend = ScriptedBackend(["Hi!"])
+    out = io.StringIO()
+    with Store(db) as store:
+        bot = Chatbot(backend, get_persona("villager"), store=store,
+                      conversation=store.conversation_for("villager", "ann"))
+        session = ChatSession(backend, bot, None, out)
+        "".join(session.ask("Hello"))
+        session.command(f"/export {nowhere}")
+        cid = bot.conversation_id or ""
+    assert f"error: cannot write {nowhere}" in out.getvalue()
+    result = run("conversations", "export", cid, str(nowhere), "--db", str(db))
+    assert result.returncode == 1 and "cannot write" in result.stderr
+    assert "Traceback" not in result.stderr and not nowhere.exists()

@@ -142,15 +142,22 @@ class ReplyTrimmer:
         self._pending = piece[len(body):]
         return out
 
+    def tidy(self, event: Event) -> Event | None:
+        """The event to pass on for ``event``: ``Done`` unchanged, a token event with its
+        text fed through ``feed``, or None when nothing is to be passed on yet."""
+        if isinstance(event, Done):
+            return event
+        out = self.feed(event.text)
+        return TokenEvent(out) if out else None
+
 
 def tidy_reply(events: Iterable[Event]) -> Generator[Event, None, None]:
     """Pass a reply stream on without the whitespace around the reply (``ReplyTrimmer``).
-    The ``Done`` event passes unchanged."""
+    The ``Done`` event passes unchanged and ends the stream."""
     trimmer = ReplyTrimmer()
     for event in events:
+        tidied = trimmer.tidy(event)
+        if tidied is not None:
+            yield tidied
         if isinstance(event, Done):
-            yield event
             return
-        out = trimmer.feed(event.text)
-        if out:
-            yield TokenEvent(out)

@@ -21,7 +21,7 @@ from chinwag.prompting.base import Speakers
 from chinwag.server.auth import require_key
 from chinwag.server.schemas import ChatCompletionRequest, CompletionRequest
 from chinwag.server.state import State
-from chinwag.types import Done, Event, SamplingParams, TokenEvent
+from chinwag.types import Done, Event, SamplingParams
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)])
 
@@ -63,12 +63,11 @@ async def _tidy(events: AsyncIterator[Event]) -> AsyncIterator[Event]:
     """``tidy_reply`` for an async stream (strip the reply's surrounding whitespace)."""
     trimmer = ReplyTrimmer()
     async for event in events:
+        tidied = trimmer.tidy(event)
+        if tidied is not None:
+            yield tidied
         if isinstance(event, Done):
-            yield event
             return
-        out = trimmer.feed(event.text)
-        if out:
-            yield TokenEvent(out)
 
 
 @router.get("/models")
