@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import AliasChoices, Field, ValidationError
+from pydantic import AliasChoices, ByteSize, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from chinwag.errors import ConfigError
@@ -92,6 +92,22 @@ class Settings(BaseSettings):
         8, ge=1, le=64, validation_alias=_env("parallel", "CHINWAG_PARALLEL"),
         description="Sequences generated at once, batched into one decode per step "
         "(chinwag serve; each has n_ctx tokens of KV cache).")
+    kv_cache_ram: ByteSize = Field(
+        ByteSize(1 << 30), ge=0, validation_alias=_env("kv_cache_ram", "CHINWAG_KV_CACHE_RAM"),
+        description="RAM for idle conversations' KV state, bytes ('512MiB', '2GB'; 0: off). "
+        "A returning conversation restored from it skips recomputing its history.")
+    kv_cache_dir: Path | None = Field(
+        None, validation_alias=_env("kv_cache_dir", "CHINWAG_KV_CACHE_DIR"),
+        description="Folder to keep idle conversations' KV state in as well, so it survives "
+        "a restart. Default: none (RAM only).")
+    kv_cache_disk: ByteSize = Field(
+        ByteSize(4 << 30), ge=0,
+        validation_alias=_env("kv_cache_disk", "CHINWAG_KV_CACHE_DISK"),
+        description="Most bytes of KV state files in kv_cache_dir; oldest go first.")
+    prefill_chunk: int = Field(
+        128, ge=1, validation_alias=_env("prefill_chunk", "CHINWAG_PREFILL_CHUNK"),
+        description="Most prompt tokens of one request per decode step while others are "
+        "streaming (a long prompt is computed in chunks between their tokens).")
     db: Path | None = Field(
         None, validation_alias=_env("db", "CHINWAG_DB"),
         description="The conversation database (SQLite). Default: "

@@ -30,4 +30,8 @@ def load_backend(settings: Settings, progress: Progress | None = None) -> Langua
     path = resolve_model(settings, progress)
     return LlamaCppBackend(path, n_ctx=settings.n_ctx, n_batch=settings.n_batch,
                            n_threads=settings.n_threads, n_gpu_layers=settings.n_gpu_layers,
-                           chat_format=settings.chat_format, n_parallel=settings.parallel)
+                           chat_format=settings.chat_format, n_parallel=settings.parallel,
+                           prefill_chunk=settings.prefill_chunk,
+                           kv_cache_ram=int(settings.kv_cache_ram),
+                           kv_cache_dir=settings.kv_cache_dir,
+                           kv_cache_disk=int(settings.kv_cache_disk))

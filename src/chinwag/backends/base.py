@@ -79,6 +79,12 @@ class LanguageBackend(ABC):
         The server lets this many requests generate together."""
         return 1
 
+    def cache_stats(self) -> dict[str, int]:
+        """Prompt-cache counters since start (``hits_slot``, ``hits_ram``, ``hits_disk``,
+        ``misses``, ``evictions``, ``cached_tokens``, ``ram_bytes``...); empty for backends
+        that keep no cache. ``/metrics`` exports them."""
+        return {}
+
     @abstractmethod
     def count_tokens(self, text: str) -> int:
         """Number of tokens ``text`` becomes when sent as (part of) a prompt."""

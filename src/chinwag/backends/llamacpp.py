@@ -10,6 +10,7 @@ from pathlib import Path
 from chinwag.backends.base import Capabilities, LanguageBackend, ModelInfo
 from chinwag.backends.stops import StopScanner
 from chinwag.engine import Engine, LlamaModel
+from chinwag.engine.prompt_cache import PromptCache
 from chinwag.engine.sampler import grammar_for_schema
 from chinwag.engine.scheduler import Sequence as EngineSequence
 from chinwag.errors import InvalidParams
@@ -30,6 +31,10 @@ class LlamaCppBackend(LanguageBackend):
             persona's named format, else the transcript format.
         n_parallel: sequences generated at once (continuous batching; each gets ``n_ctx``
             tokens of KV cache). Callers beyond it wait for a slot.
+        prefill_chunk: most prompt tokens of one sequence per step while others decode.
+        kv_cache_ram: bytes of RAM for idle sequences' KV state (0: none).
+        kv_cache_dir: folder for idle sequences' KV state files (survives restarts), or None.
+        kv_cache_disk: most bytes of files in ``kv_cache_dir``.
 
     Raises:
         ModelNotFound, ModelLoadError: the file is missing or not a loadable GGUF.
@@ -41,11 +46,19 @@ class LlamaCppBackend(LanguageBackend):
 
     def __init__(self, model_path: Path | str, *, n_ctx: int = 4096, n_batch: int = 512,
                  n_threads: int | None = None, n_gpu_layers: int = 0,
-                 chat_format: str | None = None, n_parallel: int = 1) -> None:
+                 chat_format: str | None = None, n_parallel: int = 1,
+                 prefill_chunk: int = 128, kv_cache_ram: int = 0,
+                 kv_cache_dir: Path | None = None, kv_cache_disk: int = 4 << 30) -> None:
         self.model = LlamaModel(Path(model_path), n_gpu_layers=n_gpu_layers)
         try:
+            cache = None
+            if kv_cache_ram > 0 or kv_cache_dir is not None:
+                cache = PromptCache(kv_cache_ram, kv_cache_dir,
+                                    fingerprint=self.model.fingerprint(),
+                                    disk_bytes=kv_cache_disk, n_swa=self.model.n_swa)
             self.engine = Engine(self.model, n_ctx=n_ctx, n_batch=n_batch, n_threads=n_threads,
-                                 n_seq_max=n_parallel)
+                                 n_seq_max=n_parallel, prefill_chunk=prefill_chunk,
+                                 prompt_cache=cache)
             self._forced_format = chat_format
             self.chat_format = self.format_for(None)
         except BaseException:
@@ -59,6 +72,16 @@ class LlamaCppBackend(LanguageBackend):
     @property
     def max_parallel(self) -> int:
         return self.engine.n_seq_max
+
+    def cache_stats(self) -> dict[str, int]:
+        stats = self.engine.stats
+        cache = self.engine.cache
+        return {"hits_slot": stats.hits_slot, "hits_ram": stats.hits_ram,
+                "hits_disk": stats.hits_disk, "misses": stats.misses,
+                "evictions": stats.evictions, "cached_tokens": stats.cached_tokens,
+                "restore_failures": stats.restore_failures, "disk_writes": stats.disk_writes,
+                "ram_bytes": cache.ram_used if cache is not None else 0,
+                "entries": len(cache) if cache is not None else 0}
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` as a whole prompt (BOS included when the model adds one)."""

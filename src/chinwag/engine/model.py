@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import hashlib
 import threading
 from collections import deque
 from pathlib import Path
@@ -162,6 +163,22 @@ class LlamaModel:
     @property
     def n_ctx_train(self) -> int:
         return int(llama_cpp.llama_model_n_ctx_train(self.handle))
+
+    @property
+    def n_swa(self) -> int:
+        """Sliding-window attention length, tokens (0: the model has none)."""
+        return int(llama_cpp.llama_model_n_swa(self.handle))
+
+    def fingerprint(self) -> str:
+        """A name for these exact weights, for files that only they can read (saved KV
+        state): the file's stem, then a hash of its size, first MiB and llama.cpp's
+        description of the model."""
+        digest = hashlib.sha256()
+        digest.update(str(self.path.stat().st_size).encode())
+        with open(self.path, "rb") as f:
+            digest.update(f.read(1 << 20))
+        digest.update(self.description.encode())
+        return f"{self.path.stem}-{digest.hexdigest()[:16]}"
 
     @property
     def description(self) -> str:

@@ -15,14 +15,26 @@ Prefix reuse: a slot keeps the KV cells of the last sequence it ran. A new seque
 free slot whose kept tokens share the longest prefix with its prompt (llama.cpp's server picks
 slots the same way), drops the cells after that prefix and computes only the rest; a returning
 conversation, or an OpenAI client re-sending its history, skips the turns already computed.
-Gemma 3's sliding-window layers keep every cell (``swa_full``, llama.cpp's default), so any
-prefix can be kept; where the memory reports it cannot (``seq_pos_min`` > 0), the slot is
-cleared instead.
+Gemma 3's sliding-window layers keep every cell in the live context (``swa_full``,
+llama.cpp's default), so any prefix of a slot can be kept.
+
+Beyond the slots (``PromptCache``): before a new sequence overwrites a slot's kept cells, their
+state is saved (``llama_state_seq_get_data``) to the RAM cache, and to disk when it has a
+folder; a prompt that extends a saved state further than any free slot does gets it restored
+into a slot (``llama_state_seq_set_data``). A saved state holds only the sliding window's cells
+of the SWA layers (llama.cpp skips masked cells when saving), so it can be continued only from
+its end: ``PromptCache.usable`` says when, and after restoring, a ``seq_pos_min`` check confirms
+the cells the next token attends to are all there, or the prompt is computed whole.
+
+Chunked prefill: while other sequences are decoding, a prompt advances at most
+``prefill_chunk`` tokens a step, so a newcomer with a long history delays each streamed token
+by one chunk, not by its whole prompt.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import threading
 from collections import deque
@@ -34,9 +46,14 @@ import llama_cpp
 import numpy as np
 
 from chinwag.engine.model import LlamaModel, recent_log
+from chinwag.engine.prompt_cache import CacheStats, PromptCache, common_prefix
 from chinwag.engine.sampler import Sampler
 from chinwag.errors import BackendError, ContextOverflow, InvalidParams
 from chinwag.types import FinishReason, SamplingParams
+
+_MIN_GAIN = 16
+"""Tokens a saved state must spare to be worth saving or restoring (a restore of ~600 tokens
+takes about 2 ms; computing 16 tokens about 50 ms on 2 threads)."""
 
 
 @dataclass(eq=False)
@@ -49,7 +66,8 @@ class Sequence:
         max_tokens: most tokens to sample.
         n_past: tokens of this sequence already in the KV cache.
         n_generated: tokens sampled so far (end-of-generation tokens excluded).
-        n_cached: prompt tokens whose KV cells were reused from the slot's last sequence.
+        n_cached: prompt tokens whose KV cells were reused (from a slot or the prompt cache).
+        cache_source: where they came from: ``slot``, ``ram``, ``disk``, or None.
         fed: the tokens whose KV cells this sequence holds, in order.
         finish_reason: None while running; ``stop``, ``length`` or ``cancelled`` after.
     """
@@ -67,6 +85,7 @@ class Sequence:
     admitted: bool = False
     reuse: bool = True
     n_cached: int = 0
+    cache_source: str | None = None
     fed: list[int] = field(default_factory=list)
 
     @property
@@ -83,17 +102,25 @@ class Engine:
         n_batch: most tokens in one ``llama_decode`` call (prompt chunks are this long).
         n_threads: CPU threads; default: all cores.
         n_seq_max: sequences that may share the context at once.
+        prefill_chunk: most prompt tokens of one sequence per step while others decode.
+        prompt_cache: where idle slots' KV state goes (RAM, disk); None: slots only.
 
     Attributes:
         steps: ``llama_decode`` calls made by the step loop so far (for tests and metrics).
+        stats: prompt-cache counters (hits by source, misses, evictions).
 
     Raises:
         BackendError: llama.cpp could not create the context (the message quotes its log).
     """
 
     def __init__(self, model: LlamaModel, *, n_ctx: int = 4096, n_batch: int = 512,
-                 n_threads: int | None = None, n_seq_max: int = 1) -> None:
+                 n_threads: int | None = None, n_seq_max: int = 1, prefill_chunk: int = 128,
+                 prompt_cache: PromptCache | None = None) -> None:
         self.model = model
+        self.prefill_chunk = max(1, prefill_chunk)
+        self.cache = prompt_cache
+        self.stats = prompt_cache.stats if prompt_cache is not None else CacheStats()
+        self.n_swa = model.n_swa
         threads = n_threads or os.cpu_count() or 1
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = n_ctx * n_seq_max
@@ -208,23 +235,104 @@ class Engine:
             self._admit(self._pending.pop(0))
 
     def _admit(self, seq: Sequence) -> None:
-        best, reuse = self._free_ids[0], 0
-        for slot in self._free_ids if seq.reuse else ():
-            n = _common_prefix(self._kept.get(slot, ()), seq.prompt)
-            if n > reuse:
-                best, reuse = slot, n
-        self._free_ids.remove(best)
-        seq.seq_id = best
-        reuse = min(reuse, len(seq.prompt) - 1)  # the last prompt token must be computed
-        if reuse > 0 and llama_cpp.llama_memory_seq_rm(self._mem, best, reuse, -1) and \
-                llama_cpp.llama_memory_seq_pos_min(self._mem, best) <= 0:
-            seq.n_past = seq.n_prompt_done = seq.n_cached = reuse
-            seq.fed = list(seq.prompt[:reuse])
-        else:
-            llama_cpp.llama_memory_seq_rm(self._mem, best, -1, -1)
-        self._kept.pop(best, None)
+        """Give ``seq`` a free slot, starting from the longest cached prefix of its prompt: a
+        free slot's kept cells, else a state restored from the prompt cache."""
+        slot, reuse = self._pick_slot(seq)
+        limit = len(seq.prompt) - 1  # the last prompt token must be computed
+        source: str | None = "slot" if reuse else None
+        if seq.reuse and self.cache is not None:
+            entry, n = self.cache.best(seq.prompt)
+            if entry is not None and min(n, limit) >= reuse + _MIN_GAIN:
+                target = self._pick_slot(seq, empty=True)[0]
+                self._stash(target)
+                state = self.cache.state_of(entry)
+                keep = min(n, limit)
+                if state is not None and self._restore(target, state, keep):
+                    slot, reuse, source = target, keep, "disk" if entry.state is None else "ram"
+                else:
+                    self.stats.restore_failures += 1
+                    if target == slot:
+                        reuse, source = 0, None
+        reuse = min(reuse, limit)
+        if source == "slot":
+            kept = self._kept.get(slot, [])
+            if len(kept) > reuse + 1:  # cells of another conversation are about to go
+                self._stash(slot)
+            if not (llama_cpp.llama_memory_seq_rm(self._mem, slot, reuse, -1) and
+                    self._window_intact(slot, reuse)):
+                reuse, source = 0, None
+        if source is None:
+            self._stash(slot)
+            llama_cpp.llama_memory_seq_rm(self._mem, slot, -1, -1)
+            reuse = 0
+        self._free_ids.remove(slot)
+        self._kept.pop(slot, None)
+        seq.seq_id = slot
+        seq.n_past = seq.n_prompt_done = seq.n_cached = reuse
+        seq.fed = list(seq.prompt[:reuse])
+        seq.cache_source = source
+        if seq.reuse:
+            if source == "slot":
+                self.stats.hits_slot += 1
+            elif source == "ram":
+                self.stats.hits_ram += 1
+            elif source == "disk":
+                self.stats.hits_disk += 1
+            else:
+                self.stats.misses += 1
+            self.stats.cached_tokens += reuse
         seq.admitted = True
         self._active.append(seq)
+
+    def _pick_slot(self, seq: Sequence, *, empty: bool = False) -> tuple[int, int]:
+        """The free slot whose kept tokens share the longest prefix with ``seq``'s prompt, and
+        that length; with fewer than ``_MIN_GAIN`` tokens shared (or ``empty``), a slot keeping
+        nothing, else the least recently used one, and 0."""
+        best, reuse = -1, 0
+        for slot in self._free_ids if seq.reuse and not empty else ():
+            n = common_prefix(self._kept.get(slot, []), seq.prompt)
+            if n > reuse and n >= _MIN_GAIN:
+                best, reuse = slot, n
+        if best < 0:
+            unused = [s for s in self._free_ids if not self._kept.get(s)]
+            best = unused[0] if unused else self._free_ids[0]
+        return best, reuse
+
+    def _stash(self, slot: int) -> None:
+        """Save a free slot's kept cells to the prompt cache before they are overwritten
+        (nothing to do without a cache, or when the slot keeps fewer than ``_MIN_GAIN``
+        tokens)."""
+        kept = self._kept.get(slot)
+        if self.cache is None or not kept or len(kept) < _MIN_GAIN:
+            return
+        size = llama_cpp.llama_state_seq_get_size(self._ctx, slot)
+        buf = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_seq_get_data(self._ctx, buf, size, slot)
+        if written > 0:
+            self.cache.put(kept, bytes(buf)[:written])
+        self._kept.pop(slot, None)
+
+    def _restore(self, slot: int, state: bytes, keep: int) -> bool:
+        """Load a saved state into ``slot`` and cut it to its first ``keep`` tokens; False
+        (slot cleared) if llama.cpp refuses the state or the cells the next token needs are
+        not all there."""
+        llama_cpp.llama_memory_seq_rm(self._mem, slot, -1, -1)
+        buf = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
+        if llama_cpp.llama_state_seq_set_data(self._ctx, buf, len(state), slot) == 0 or \
+                not llama_cpp.llama_memory_seq_rm(self._mem, slot, keep, -1) or \
+                not self._window_intact(slot, keep):
+            llama_cpp.llama_memory_seq_rm(self._mem, slot, -1, -1)
+            return False
+        return True
+
+    def _window_intact(self, slot: int, n_keep: int) -> bool:
+        """Whether ``slot`` holds every cell a token at position ``n_keep`` attends to: all of
+        them, or with sliding-window attention the last ``n_swa`` (llama.cpp masks a cell
+        when the positions differ by ``n_swa`` or more)."""
+        pos_min = llama_cpp.llama_memory_seq_pos_min(self._mem, slot)
+        if pos_min <= 0 or n_keep == 0:
+            return True
+        return self.n_swa > 0 and pos_min <= n_keep - self.n_swa + 1
 
     def _release(self, seq: Sequence) -> None:
         """Free a sequence's slot, KV cells and sampler (called under ``_cond``, when no step
@@ -260,10 +368,11 @@ class Engine:
                 wants.append((seq, n))
                 seq.n_past += 1
                 n += 1
+        room = self.n_batch if n == 0 else min(self.n_batch, n + self.prefill_chunk)
         for seq in self._active:  # then prompt chunks, in the room left
-            if seq.prefilling and n < self.n_batch:
+            if seq.prefilling and n < room:
                 start = seq.n_prompt_done
-                chunk = seq.prompt[start:start + self.n_batch - n]
+                chunk = seq.prompt[start:start + room - n]
                 for tok in chunk:
                     self._put(n, tok, seq.n_past, seq.seq_id, False)
                     seq.n_past += 1
@@ -318,8 +427,10 @@ class Engine:
         with self._cond:
             while not self._free_ids or self._stepping:
                 self._cond.wait()
-            seq_id = self._free_ids.pop(0)
-            self._kept.pop(seq_id, None)  # scoring overwrites the slot's cells
+            seq_id = self._free_ids[0]
+            self._stash(seq_id)  # scoring overwrites the slot's cells
+            self._free_ids.remove(seq_id)
+            self._kept.pop(seq_id, None)
             self._stepping = True  # scoring uses the context: no step meanwhile
         try:
             return self._score(tokens, start, seq_id)
@@ -363,7 +474,14 @@ class Engine:
     # -- lifetime ------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Free the context and batch. Idempotent."""
+        """Free the context and batch, after saving the slots' kept cells to the prompt cache
+        when it writes to disk (a restarted server finds them). Idempotent."""
+        if self._ctx and self.cache is not None:
+            with self._cond:
+                if self.cache.persistent:
+                    for slot in list(self._kept):
+                        self._stash(slot)
+                self.cache.close()
         if self._ctx:
             llama_cpp.llama_batch_free(self._batch)
             llama_cpp.llama_free(self._ctx)
@@ -378,12 +496,3 @@ class Engine:
         """The ``llama_context *`` pointer."""
         return self._ctx
 
-
-def _common_prefix(a: list[int] | tuple[()], b: list[int]) -> int:
-    """How many leading tokens ``a`` and ``b`` share."""
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
