@@ -9,12 +9,15 @@ Both servers run the embedded model with the same threads and 8 parallel sequenc
    request carrying the whole history, turns interleaved round-robin; median time to first
    token of turns 2-6. llama-server runs with its defaults (RAM prompt cache on) and
    ``--no-jinja --chat-template gemma``.
-3. Returning users after a restart: not measured yet; chinwag has no ``--kv-cache-dir`` yet.
-4. Peak resident memory of each server (``VmHWM``).
+3. Returning users after a restart: 16 other conversations hold turns 1-3, both servers are
+   stopped (SIGTERM) and started again (chinwag with the same ``--kv-cache-dir``, a fresh
+   temporary folder for this run), then turn 4 of each; median time to first token of turn 4.
+4. Peak resident memory of each server (``VmHWM``, the largest of its processes).
 
 Prints the figures, writes ``bench/results/concurrency.json`` and ends with the lines
-``ratio_agg_tok_s_8``, ``ratio_agg_tok_s_4`` (targets >= 1.00) and ``ratio_ttft_returning``
-(target <= 1.00), each chinwag over llama-server.
+``ratio_agg_tok_s_8``, ``ratio_agg_tok_s_4`` (targets >= 1.00), ``ratio_ttft_returning``
+(target <= 1.00) and ``ratio_ttft_after_restart`` (target <= 0.35), each chinwag over
+llama-server.
 
     .venv/bin/python bench/concurrency.py [--tokens 128] [--threads 2] [--n-ctx 2048]
 """
@@ -24,15 +27,18 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from chinwag.models import resolve_model
-from chinwag.settings import Settings
+from chinwag.settings import load_settings
 from common import Served, chinwag_server, llama_server, peak_rss_mib, stream, write_results
 
 PROMPT = "Once upon a time, in a small village called Limbo, there lived"
@@ -67,34 +73,75 @@ def throughput(url: str, model: str, streams: int, tokens: int) -> float:
     return sum(counts) / (time.perf_counter() - start)
 
 
-def returning_users(url: str, model: str, users: int = 16, turns: int = 6) -> list[float]:
-    """Time to first token of turns 2..``turns`` of ``users`` interleaved chats, seconds."""
-    histories = [[{"role": "system", "content": SYSTEM}] for _ in range(users)]
-    late: list[float] = []
-    for turn in range(turns):
-        for u in range(users):
-            histories[u].append({"role": "user", "content": f"(traveller {u}) {QUESTIONS[turn]}"})
-            body = {"model": model, "messages": histories[u], "max_tokens": 48,
-                    "temperature": 0, "stream": True}
-            ttft, text, _, _ = stream(url, body, "/v1/chat/completions")
-            histories[u].append({"role": "assistant", "content": text.strip()})
-            if turn > 0 and ttft is not None:
-                late.append(ttft)
-    return late
+Chats = list[list[dict[str, str]]]
 
 
-def measure(url: Served, model: str, tokens: int) -> dict[str, object]:
-    stream(url, {"model": model, "prompt": "Hi", "max_tokens": 8, "stream": True},
-           "/v1/completions")  # warm-up
-    agg = {n: throughput(url, model, n, tokens) for n in (1, 4, 8)}
-    for n, tok_s in agg.items():
-        print(f"  {n} stream(s): {tok_s:.1f} tok/s aggregate", flush=True)
-    late = returning_users(url, model)
-    print(f"  returning users: median ttft turns 2-6 {statistics.median(late) * 1000:.0f} ms",
-          flush=True)
-    return {"agg_tok_s": agg, "ttft_returning_s": late,
+def new_chats(users: int) -> Chats:
+    return [[{"role": "system", "content": SYSTEM}] for _ in range(users)]
+
+
+def chat_turns(url: str, model: str, chats: Chats, turns: range,
+               who: str) -> tuple[list[float], list[int]]:
+    """Play ``turns`` of every chat, interleaved round-robin, each request carrying the whole
+    history; the time to first token of each request (seconds) and its cached prompt tokens
+    (``usage.prompt_tokens_details.cached_tokens`` where the server reports it, else -1)."""
+    ttfts: list[float] = []
+    cached: list[int] = []
+    for turn in turns:
+        for u, history in enumerate(chats):
+            history.append({"role": "user", "content": f"({who} {u}) {QUESTIONS[turn]}"})
+            body = {"model": model, "messages": history, "max_tokens": 48, "temperature": 0,
+                    "stream": True, "stream_options": {"include_usage": True}}
+            ttft, text, _, usage = stream(url, body, "/v1/chat/completions")
+            history.append({"role": "assistant", "content": text.strip()})
+            if ttft is not None:
+                ttfts.append(ttft)
+            details: object = usage.get("prompt_tokens_details")
+            cached.append(details.get("cached_tokens", -1) if isinstance(details, dict) else -1)
+    return ttfts, cached
+
+
+Start = Callable[[], AbstractContextManager[Served]]
+
+
+def measure(start: Start, tokens: int) -> dict[str, object]:
+    """Parts 1-4 on one kind of server; ``start()`` runs a fresh instance of it."""
+    rss: list[float] = []
+    with start() as url:
+        model = warm_up(url)
+        agg = {n: throughput(url, model, n, tokens) for n in (1, 4, 8)}
+        for n, tok_s in agg.items():
+            print(f"  {n} stream(s): {tok_s:.1f} tok/s aggregate", flush=True)
+        chats = new_chats(16)
+        chat_turns(url, model, chats, range(1), "traveller")
+        late, cached = chat_turns(url, model, chats, range(1, 6), "traveller")
+        print(f"  returning users: median ttft turns 2-6 {statistics.median(late) * 1000:.0f} "
+              f"ms, median cached tokens {statistics.median(cached):.0f}", flush=True)
+        rss.append(peak_rss_mib(url.pid))
+    chats = new_chats(16)
+    with start() as url:
+        model = warm_up(url)
+        chat_turns(url, model, chats, range(3), "pilgrim")
+        rss.append(peak_rss_mib(url.pid))
+    with start() as url:  # restarted
+        model = warm_up(url)
+        restarted, restarted_cached = chat_turns(url, model, chats, range(3, 4), "pilgrim")
+        rss.append(peak_rss_mib(url.pid))
+    print(f"  after a restart: median ttft turn 4 {statistics.median(restarted) * 1000:.0f} ms,"
+          f" median cached tokens {statistics.median(restarted_cached):.0f}", flush=True)
+    return {"agg_tok_s": agg, "ttft_returning_s": late, "cached_tokens_returning": cached,
             "ttft_returning_median_s": statistics.median(late),
-            "peak_rss_mib": peak_rss_mib(url.pid)}
+            "ttft_after_restart_s": restarted, "cached_tokens_after_restart": restarted_cached,
+            "ttft_after_restart_median_s": statistics.median(restarted),
+            "peak_rss_mib": max(rss)}
+
+
+def warm_up(url: str) -> str:
+    """The server's model id, after one small request."""
+    model: str = httpx.get(f"{url}/v1/models", timeout=10).json()["data"][0]["id"]
+    stream(url, {"model": model, "prompt": "Hi", "max_tokens": 8, "stream": True},
+           "/v1/completions")
+    return model
 
 
 def main() -> None:
@@ -103,25 +150,24 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--n-ctx", type=int, default=2048)
     args = parser.parse_args()
-    model = resolve_model(Settings())
-    print("chinwag serve --parallel 8:", flush=True)
-    with chinwag_server("--threads", str(args.threads), "--n-ctx", str(args.n_ctx),
-                        "--parallel", "8") as url:
-        name = httpx.get(f"{url}/v1/models", timeout=10).json()["data"][0]["id"]
-        ours = measure(url, name, args.tokens)
+    model = resolve_model(load_settings())
+    kv_dir = tempfile.mkdtemp(prefix="chinwag-bench-kv-")
+    print(f"chinwag serve --parallel 8 --kv-cache-dir {kv_dir}:", flush=True)
+    ours = measure(lambda: chinwag_server(
+        "--threads", str(args.threads), "--n-ctx", str(args.n_ctx), "--parallel", "8",
+        "--kv-cache-dir", kv_dir), args.tokens)
     print("llama-server -np 8:", flush=True)
-    with llama_server(model, "-t", str(args.threads), "-tb", str(args.threads), "-c",
-                      str(8 * args.n_ctx), "-np", "8", "-ngl", "0", "--no-jinja",
-                      "--chat-template", "gemma") as ref:
-        theirs = measure(ref, "ref", args.tokens)
+    theirs = measure(lambda: llama_server(
+        model, "-t", str(args.threads), "-tb", str(args.threads), "-c", str(8 * args.n_ctx),
+        "-np", "8", "-ngl", "0", "--no-jinja", "--chat-template", "gemma"), args.tokens)
     ratios = {f"ratio_agg_tok_s_{n}": ours["agg_tok_s"][n] / theirs["agg_tok_s"][n]  # type: ignore[index]
               for n in (1, 4, 8)}
-    ratios["ratio_ttft_returning"] = (ours["ttft_returning_median_s"]  # type: ignore[operator]
-                                      / theirs["ttft_returning_median_s"])
+    for part in ("returning", "after_restart"):
+        ratios[f"ratio_ttft_{part}"] = (ours[f"ttft_{part}_median_s"]  # type: ignore[operator]
+                                        / theirs[f"ttft_{part}_median_s"])
     path = write_results("concurrency", {"tokens": args.tokens, "threads": args.threads,
                                          "n_ctx": args.n_ctx, "chinwag": ours,
-                                         "llama_server": theirs, **ratios,
-                                         "after_restart": "not measured: no --kv-cache-dir yet"})
+                                         "llama_server": theirs, **ratios})
     print(f"peak RSS: chinwag {ours['peak_rss_mib']:.0f} MiB, "
           f"llama-server {theirs['peak_rss_mib']:.0f} MiB")
     print(f"results: {path}")
@@ -129,6 +175,7 @@ def main() -> None:
     print(f"ratio_agg_tok_s_8={ratios['ratio_agg_tok_s_8']:.2f}")
     print(f"ratio_agg_tok_s_4={ratios['ratio_agg_tok_s_4']:.2f}")
     print(f"ratio_ttft_returning={ratios['ratio_ttft_returning']:.2f}")
+    print(f"ratio_ttft_after_restart={ratios['ratio_ttft_after_restart']:.2f}")
 
 
 if __name__ == "__main__":

@@ -206,7 +206,7 @@ def test_llama_cpp_refuses_to_cut_a_restored_state_inside_the_window(
     """The SWA rule ``PromptCache.usable`` encodes agrees with the cells llama.cpp restores:
     a 600+-token state can be cut by one token, not by two; a prompt sharing less than that
     is computed whole and still gives the recomputed answer."""
-    second, _, answer = turns
+    second = turns[0]
     engine = cached_engine(model, None)
     try:
         greedy(engine, second[:600])
@@ -233,3 +233,12 @@ def test_llama_cpp_refuses_to_cut_a_restored_state_inside_the_window(
         assert out == expected
     finally:
         engine.close()
+
+
+def test_a_folder_that_cannot_be_used_is_a_config_error(tmp_path: Path) -> None:
+    from chinwag.errors import ConfigError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match="KV cache folder"):
+        PromptCache(1 << 20, blocker, fingerprint="m")

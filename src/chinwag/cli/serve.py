@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -44,6 +45,13 @@ def serve(
         "--parallel", help="Requests generated at once, batched together (env: "
         "CHINWAG_PARALLEL; default 8).", show_default=False)] = None,
     db: DbOpt = None,
+    kv_cache_ram: Annotated[str | None, typer.Option(
+        "--kv-cache-ram", help="RAM for idle conversations' KV state, e.g. 512MiB, 2GB, 0 "
+        "(env: CHINWAG_KV_CACHE_RAM; default 1GiB).", show_default=False)] = None,
+    kv_cache_dir: Annotated[Path | None, typer.Option(
+        "--kv-cache-dir", help="Also keep idle conversations' KV state in this folder, so "
+        "returning users are fast after a restart (env: CHINWAG_KV_CACHE_DIR).",
+        show_default=False)] = None,
 ) -> None:
     """Serve personas over HTTP: OpenAI-compatible API, persona endpoints, websocket, web page."""
     import uvicorn
@@ -53,7 +61,8 @@ def serve(
     settings = settings_from(config, host=host, port=port, model=model,
                              personas_dir=personas_dir, chat_format=chat_format, n_ctx=n_ctx,
                              n_threads=threads, api_key=api_key, max_queue=max_queue, db=db,
-                             parallel=parallel)
+                             parallel=parallel, kv_cache_ram=kv_cache_ram,
+                             kv_cache_dir=kv_cache_dir)
     personas = sorted(load_personas(settings.user_personas_dir()))  # fail early on a bad file
     Store(settings.db_path()).close()  # and on a database that cannot be used
     backend = open_backend(settings)
@@ -65,9 +74,12 @@ def serve(
                       f"chat format {info.chat_format}, {backend.max_parallel} at once")
         console.print(f"personas: {', '.join(personas)}")
         console.print(f"conversations: {settings.db_path()}")
+        console.print(f"KV cache: {settings.kv_cache_ram.human_readable()} RAM"
+                      + (f", files in {settings.kv_cache_dir}" if settings.kv_cache_dir else ""))
         if settings.api_keys():
             console.print("API key required (Authorization: Bearer KEY or X-Api-Key)")
-        uvicorn.run(create_app(settings, backend), host=settings.host, port=settings.port,
-                    log_level="info", ws="websockets-sansio")
+        app = create_app(settings, backend, close_backend=True)
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info",
+                    ws="websockets-sansio")
     finally:
         backend.close()

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from chinwag.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 _MAGIC = b"CHINWAG-KV 1\n"
@@ -101,6 +103,9 @@ class PromptCache:
             longer than the window holds only the window's cells in those layers, so it can
             only be continued from its end (``llama_kv_cache::state_write`` skips masked cells).
 
+    Raises:
+        ConfigError: ``folder`` cannot be created or is not a folder.
+
     Thread safety: all methods take an internal lock; disk writes run in one background
     thread (``flush`` waits for them).
     """
@@ -117,7 +122,11 @@ class PromptCache:
         self._folder = folder / fingerprint if folder is not None else None
         self._writer: ThreadPoolExecutor | None = None
         if self._folder is not None:
-            self._folder.mkdir(parents=True, exist_ok=True)
+            try:
+                self._folder.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise ConfigError(f"KV cache folder {folder}: cannot use it: "
+                                  f"{e.strerror or e}") from None
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chinwag-kv")
             self._load_index()
 

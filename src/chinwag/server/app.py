@@ -94,13 +94,18 @@ class CountRequests:
                 state.metrics.requests.labels(path, str(status["code"])).inc()
 
 
-def create_app(settings: Settings, backend: LanguageBackend | None = None) -> FastAPI:
+def create_app(settings: Settings, backend: LanguageBackend | None = None, *,
+               close_backend: bool | None = None) -> FastAPI:
     """The chinwag service for ``settings``.
 
     Args:
         settings: server and model settings.
         backend: a backend to serve (tests pass one); default: loaded from the settings when
             the app starts, and closed when it stops.
+        close_backend: close the backend when the app stops; default: only one it loaded.
+            ``chinwag serve`` passes True: uvicorn ends the process with the signal that
+            stopped it, so code after ``uvicorn.run`` may never run, and closing the backend
+            is what saves the KV cache to disk.
 
     Raises (at start-up):
         ModelNotFound, ModelLoadError, PersonaError, StoreError, ...: what loading the model,
@@ -119,7 +124,7 @@ def create_app(settings: Settings, backend: LanguageBackend | None = None) -> Fa
             await state.drain()
             state.queue.close()
             state.store.close()
-            if backend is None:
+            if close_backend if close_backend is not None else backend is None:
                 state.backend.close()
 
     app = FastAPI(title="chinwag", summary="LLM chatbots: personas on a local model",

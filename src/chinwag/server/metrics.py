@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from chinwag.types import Usage
 
@@ -15,11 +19,20 @@ class Metrics:
     - ``chinwag_time_to_first_token_seconds`` (histogram)
     - ``chinwag_tokens_per_second`` (histogram, decode speed of each generation)
     - ``chinwag_queue_depth`` (requests waiting for the model)
+    - ``chinwag_kv_cache_hits_total{source="slot|ram|disk"}``, ``chinwag_kv_cache_misses_total``,
+      ``chinwag_kv_cache_evictions_total``, ``chinwag_kv_cache_cached_tokens_total``,
+      ``chinwag_kv_cache_ram_bytes``: the backend's prompt cache, read at each scrape
+
+    Args:
+        cache_stats: returns the backend's prompt-cache counters
+            (``LanguageBackend.cache_stats``); None or ``{}``: no cache metrics.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, cache_stats: Callable[[], dict[str, int]] | None = None) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        if cache_stats is not None:
+            r.register(_CacheCollector(cache_stats))
         self.requests = Counter("chinwag_requests", "HTTP requests by route and status",
                                 ["route", "status"], registry=r)
         self.prompt_tokens = Counter("chinwag_prompt_tokens", "Prompt tokens processed",
@@ -47,3 +60,32 @@ class Metrics:
     def render(self) -> bytes:
         """The metrics in Prometheus' text exposition format."""
         return generate_latest(self.registry)
+
+
+class _CacheCollector(Collector):
+    """Prompt-cache counters, read from the backend when ``/metrics`` is scraped."""
+
+    def __init__(self, stats: Callable[[], dict[str, int]]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._stats()
+        if not stats:
+            return
+        hits = CounterMetricFamily("chinwag_kv_cache_hits",
+                                   "Requests that started from cached KV cells, by source",
+                                   labels=["source"])
+        for source in ("slot", "ram", "disk"):
+            hits.add_metric([source], stats.get(f"hits_{source}", 0))
+        yield hits
+        yield CounterMetricFamily("chinwag_kv_cache_misses",
+                                  "Requests that found no cached prefix",
+                                  value=stats.get("misses", 0))
+        yield CounterMetricFamily("chinwag_kv_cache_evictions",
+                                  "KV states dropped from RAM for room (kept on disk if "
+                                  "written)", value=stats.get("evictions", 0))
+        yield CounterMetricFamily("chinwag_kv_cache_cached_tokens",
+                                  "Prompt tokens not computed thanks to the cache",
+                                  value=stats.get("cached_tokens", 0))
+        yield GaugeMetricFamily("chinwag_kv_cache_ram_bytes",
+                                "Bytes of KV state held in RAM", value=stats.get("ram_bytes", 0))

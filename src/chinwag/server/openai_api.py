@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from chinwag.chat.fitting import ReplyTrimmer, fit_messages
@@ -20,7 +20,7 @@ from chinwag.errors import ContextOverflow, InvalidParams
 from chinwag.prompting.base import Speakers
 from chinwag.server.auth import require_key
 from chinwag.server.schemas import ChatCompletionRequest, CompletionRequest
-from chinwag.server.state import State
+from chinwag.server.state import State, requester
 from chinwag.types import Done, Event, SamplingParams
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)])
@@ -96,8 +96,7 @@ def _json_schema(body: ChatCompletionRequest) -> dict[str, Any] | None:
 
 
 @router.post("/chat/completions", response_model=None)
-async def chat_completions(body: ChatCompletionRequest,
-                           state: State
+async def chat_completions(body: ChatCompletionRequest, state: State, request: Request
                            ) -> JSONResponse | StreamingResponse:
     """OpenAI chat completions, streaming or not (see the module docstring)."""
     persona = state.persona_or_model(body.model)
@@ -117,7 +116,8 @@ async def chat_completions(body: ChatCompletionRequest,
     if room < 1:
         raise ContextOverflow(fitted.prompt_tokens, state.backend.context_length)
     stop = tuple(dict.fromkeys((*params.stop, *fitted.prompt.stop)))
-    events = _tidy(state.generate(fitted.prompt.text, params.with_(stop=stop)))
+    events = _tidy(state.generate(fitted.prompt.text, params.with_(stop=stop),
+                                  requester(request, body.user)))
     first, rest = await _first_then_rest(events)
     rid, created, model = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), body.model or \
         state.model_id
@@ -157,8 +157,8 @@ async def chat_completions(body: ChatCompletionRequest,
 
 
 @router.post("/completions", response_model=None)
-async def completions(body: CompletionRequest,
-                      state: State) -> JSONResponse | StreamingResponse:
+async def completions(body: CompletionRequest, state: State,
+                      request: Request) -> JSONResponse | StreamingResponse:
     """OpenAI (legacy) completions: a raw continuation of ``prompt``; a persona as ``model``
     applies its sampling settings only."""
     persona = state.persona_or_model(body.model)
@@ -172,7 +172,8 @@ async def completions(body: CompletionRequest,
         prompt = body.prompt[0]
     else:
         prompt = body.prompt
-    first, rest = await _first_then_rest(state.generate(prompt, params))
+    first, rest = await _first_then_rest(state.generate(prompt, params,
+                                                        requester(request, body.user)))
     rid, created, model = f"cmpl-{uuid.uuid4().hex}", int(time.time()), body.model or \
         state.model_id
     if not body.stream:

@@ -27,7 +27,7 @@ from chinwag.errors import ChinwagError, InvalidParams
 from chinwag.server.auth import check_key, key_from_headers, require_key
 from chinwag.server.errors import APIError, from_chinwag
 from chinwag.server.schemas import ToilRequest
-from chinwag.server.state import State, get_state
+from chinwag.server.state import State, get_state, requester
 
 log = logging.getLogger("chinwag.server")
 router = APIRouter()
@@ -65,13 +65,13 @@ async def gpt(persona: str, request: Request,
     prompt = await _prompt_from(request)
     chatbot = state.chatbot(found, await _param(request, "user") or None,
                             await _param(request, "conversation") or None)
-    pieces = [piece async for piece in state.chat_turn(chatbot, prompt)]
+    pieces = [piece async for piece in state.chat_turn(chatbot, prompt, requester(request))]
     return PlainTextResponse("".join(pieces), headers=_conversation_header(chatbot))
 
 
 @router.post("/toil/{persona}", dependencies=[Depends(require_key)])
-async def toil(persona: str, body: ToilRequest,
-               state: State) -> JSONResponse:
+async def toil(persona: str, body: ToilRequest, state: State,
+               request: Request) -> JSONResponse:
     """A JSON object answering ``prompt``, valid against ``schema`` when given."""
     found = state.persona(persona)
     schema = body.schema_ if body.schema_ is not None else {"type": "object"}
@@ -81,7 +81,8 @@ async def toil(persona: str, body: ToilRequest,
             if body.schema_ is not None else "Answer with a JSON object.")
     chatbot = state.chatbot(found, body.user, body.conversation)
     chatbot.set(json_schema=schema, max_tokens=max(chatbot.params.max_tokens, TOIL_MIN_TOKENS))
-    text = "".join([p async for p in state.chat_turn(chatbot, f"{body.prompt}\n{hint}")])
+    text = "".join([p async for p in state.chat_turn(chatbot, f"{body.prompt}\n{hint}",
+                                                      requester(request))])
     try:
         value: Any = json.loads(text)
     except ValueError:
@@ -116,7 +117,7 @@ async def gpt_socket(websocket: WebSocket, persona: str) -> None:
                 await websocket.send_text(END)
                 continue
             try:
-                async for piece in state.chat_turn(chatbot, prompt):
+                async for piece in state.chat_turn(chatbot, prompt, requester(websocket)):
                     await websocket.send_text(piece)
             except ChinwagError as e:
                 await websocket.send_text(f"[error: {e}]")

@@ -1,9 +1,13 @@
-"""The server's line for the model: ``parallel`` generations at once, a bounded queue,
+"""The server's line for the model: ``parallel`` generations at once, a fair bounded queue,
 cancellation.
 
 Up to ``parallel`` requests generate at the same time (the engine batches them into one decode
-per step), each in its own worker thread whose tokens are handed to the event loop; the others
-wait in arrival order. When more than ``max_queue`` requests are already waiting, a new one is
+per step), each in its own worker thread whose tokens are handed to the event loop. The others
+wait in one line per requester (the ``who`` of ``stream``: the request's user, else its
+conversation, else the client's address), and a freed place goes to the lines in turn, round
+robin, first come first served within a line: one user sending twenty requests waits behind
+their own requests, not in front of everybody else's (llama.cpp's server and Ollama serve
+strictly in arrival order). When ``max_queue`` requests are already waiting, a new one is
 refused with ``Overloaded`` (HTTP 503 and ``Retry-After``). A consumer that stops reading (a
 client that disconnected) stops its generation at the next token and frees its place.
 """
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -44,7 +49,8 @@ class GenerationQueue:
         self.max_queue = max_queue
         self.parallel = parallel
         self._on_depth = on_depth or (lambda _: None)
-        self._slots = asyncio.Semaphore(parallel)
+        self._running = 0
+        self._lines: OrderedDict[str, deque[asyncio.Future[None]]] = OrderedDict()
         self._waiting = 0
         self._executor = ThreadPoolExecutor(max_workers=parallel,
                                             thread_name_prefix="chinwag-model")
@@ -54,8 +60,9 @@ class GenerationQueue:
         """Requests waiting for the model now."""
         return self._waiting
 
-    async def stream(self, start: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
-        """Wait for the model, then yield what ``start()`` yields, produced in the worker.
+    async def stream(self, start: Callable[[], Iterator[T]], who: str = "") -> AsyncIterator[T]:
+        """Wait for the model (in ``who``'s line), then yield what ``start()`` yields,
+        produced in the worker.
 
         ``start`` is called in the worker thread; what it raises is raised here. Closing this
         async iterator early (or cancelling the task reading it) stops the generator at its
@@ -64,21 +71,55 @@ class GenerationQueue:
         Raises:
             Overloaded: ``max_queue`` requests are already waiting.
         """
-        if self._slots.locked() and self._waiting >= self.max_queue:
-            raise Overloaded(f"the server is busy: {self._waiting} requests are waiting; "
-                             "retry later", retry_after=1)
-        self._waiting += 1
-        self._on_depth(self._waiting)
-        try:
-            await self._slots.acquire()
-        finally:
-            self._waiting -= 1
-            self._on_depth(self._waiting)
+        await self._acquire(who)
         try:
             async for item in self._run(start):
                 yield item
         finally:
-            self._slots.release()
+            self._release()
+
+    async def _acquire(self, who: str) -> None:
+        if self._running < self.parallel and not self._lines:
+            self._running += 1
+            return
+        if self._waiting >= self.max_queue:
+            raise Overloaded(f"the server is busy: {self._waiting} requests are waiting; "
+                             "retry later", retry_after=1)
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._lines.setdefault(who, deque()).append(turn)
+        self._set_waiting(+1)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():  # given a place, then cancelled
+                self._release()
+            else:
+                line = self._lines.get(who)
+                if line is not None and turn in line:
+                    line.remove(turn)
+                    if not line:
+                        del self._lines[who]
+            raise
+        finally:
+            self._set_waiting(-1)
+
+    def _release(self) -> None:
+        """Free a place and hand it to the next line in turn."""
+        self._running -= 1
+        while self._running < self.parallel and self._lines:
+            who, line = next(iter(self._lines.items()))
+            turn = line.popleft()
+            if line:
+                self._lines.move_to_end(who)  # this line's next request waits its turn
+            else:
+                del self._lines[who]
+            if not turn.done():
+                turn.set_result(None)
+                self._running += 1
+
+    def _set_waiting(self, change: int) -> None:
+        self._waiting += change
+        self._on_depth(self._waiting)
 
     async def _run(self, start: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
         loop = asyncio.get_running_loop()

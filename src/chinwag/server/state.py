@@ -62,7 +62,7 @@ class ServerState:
             PersonaError: a persona file cannot be loaded.
             StoreError: the database cannot be opened (a newer schema, a corrupt file).
         """
-        metrics = Metrics()
+        metrics = Metrics(backend.cache_stats)
         personas = load_personas(settings.user_personas_dir())
         return cls(settings=settings, backend=backend, model_id=backend.info().name,
                    personas=personas,
@@ -91,11 +91,14 @@ class ServerState:
             return None
         return self.persona(model)
 
-    async def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[Event]:
-        """Stream a raw completion through the queue, recording metrics when it ends."""
+    async def generate(self, prompt: str, params: SamplingParams,
+                       who: str = "") -> AsyncIterator[Event]:
+        """Stream a raw completion through the queue (in ``who``'s line, see
+        ``requester``), recording metrics when it ends."""
         started = time.perf_counter()
         first: float | None = None
-        async for event in self.queue.stream(lambda: self.backend.generate(prompt, params)):
+        async for event in self.queue.stream(lambda: self.backend.generate(prompt, params),
+                                             who):
             if isinstance(event, Done):
                 now = time.perf_counter()
                 ttft = None if first is None else first - started
@@ -128,8 +131,10 @@ class ServerState:
         return Chatbot(self.backend, persona, user=user, store=self.store,
                        conversation=self.store.conversation_for(persona.name, user))
 
-    async def chat_turn(self, chatbot: Chatbot, text: str) -> AsyncIterator[str]:
-        """One turn of a server-side conversation, streamed through the queue.
+    async def chat_turn(self, chatbot: Chatbot, text: str,
+                        who: str = "") -> AsyncIterator[str]:
+        """One turn of a server-side conversation, streamed through the queue (in the line
+        of the chatbot's user, else of ``who``).
 
         Turns of one stored conversation take place one after the other. When the persona
         keeps a summary and one is due, it is written after the reply has been delivered
@@ -140,7 +145,8 @@ class ServerState:
         async with lock:
             started = time.perf_counter()
             first: float | None = None
-            async for piece in self.queue.stream(lambda: chatbot.send(text)):
+            line = f"user:{chatbot.user}" if chatbot.user else who
+            async for piece in self.queue.stream(lambda: chatbot.send(text), line):
                 if first is None:
                     first = time.perf_counter()
                 yield piece
@@ -156,7 +162,8 @@ class ServerState:
 
     async def _summarize(self, chatbot: Chatbot) -> None:
         try:
-            async for _ in self.queue.stream(lambda: iter([chatbot.update_summary()])):
+            async for _ in self.queue.stream(lambda: iter([chatbot.update_summary()]),
+                                             f"user:{chatbot.user}"):
                 pass
         except ChinwagError as e:
             log.warning("summary of conversation %s not updated: %s",
@@ -171,6 +178,15 @@ class ServerState:
         self.queue.close()
         self.backend.close()
         self.store.close()
+
+
+def requester(request: Any, user: str | None = None) -> str:
+    """Whose line a request waits in (``GenerationQueue``): its user when it names one, else
+    the client's address (an HTTP request or websocket)."""
+    if user:
+        return f"user:{user}"
+    client = getattr(request, "client", None)
+    return f"client:{client.host}" if client is not None else "client:?"
 
 
 def get_state(request: Any) -> ServerState:

@@ -9,20 +9,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
 from chinwag.server.auth import require_key
 from chinwag.server.schemas import GenerateRequest
-from chinwag.server.state import State
+from chinwag.server.state import State, requester
 from chinwag.types import Done, SamplingParams
 
 router = APIRouter(dependencies=[Depends(require_key)])
 
 
 @router.post("/api/v1/generate")
-async def generate(body: GenerateRequest,
-                   state: State) -> dict[str, Any]:
+async def generate(body: GenerateRequest, state: State, request: Request) -> dict[str, Any]:
     """A raw continuation of ``prompt``: ``{"results": [{"text": ...}]}``."""
     params = body.params(SamplingParams())
-    parts = [e.text async for e in state.generate(body.prompt, params) if not isinstance(e, Done)]
+    events = state.generate(body.prompt, params, requester(request))
+    parts = [e.text async for e in events if not isinstance(e, Done)]
     return {"results": [{"text": "".join(parts)}]}

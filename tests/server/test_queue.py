@@ -1,0 +1,111 @@
+"""The fair queue: round robin across requesters, first come first served within one, the
+bound, and cancellation while waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from chinwag.errors import Overloaded
+from chinwag.server.queue import GenerationQueue
+
+
+class Log:
+    """Generators that record when they start and block until released."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.gate = threading.Event()
+
+    def job(self, name: str, *, hold: bool = False) -> Iterator[str]:
+        self.started.append(name)
+        if hold:
+            self.gate.wait(10)
+        yield name
+
+
+async def run_one(queue: GenerationQueue, log: Log, name: str, who: str,
+                  hold: bool = False) -> list[str]:
+    return [x async for x in queue.stream(lambda: log.job(name, hold=hold), who)]
+
+
+async def settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0.01)
+
+
+def test_a_user_with_many_requests_does_not_starve_another() -> None:
+    async def main() -> list[str]:
+        queue, log = GenerationQueue(max_queue=50, parallel=1), Log()
+        blocker = asyncio.create_task(run_one(queue, log, "first", "x", hold=True))
+        await settle()
+        tasks = [asyncio.create_task(run_one(queue, log, f"a{i}", "alice")) for i in range(5)]
+        await settle()
+        tasks.append(asyncio.create_task(run_one(queue, log, "b0", "bob")))
+        tasks.append(asyncio.create_task(run_one(queue, log, "c0", "carol")))
+        await settle()
+        assert queue.waiting == 7
+        log.gate.set()
+        await asyncio.gather(blocker, *tasks)
+        queue.close()
+        return log.started
+
+    started = asyncio.run(main())
+    # bob and carol wait behind one of alice's requests, not five; alice's stay in order
+    assert started == ["first", "a0", "b0", "c0", "a1", "a2", "a3", "a4"]
+
+
+def test_the_bound_still_answers_overloaded() -> None:
+    async def main() -> None:
+        queue, log = GenerationQueue(max_queue=2, parallel=1), Log()
+        blocker = asyncio.create_task(run_one(queue, log, "first", "x", hold=True))
+        await settle()
+        waiting = [asyncio.create_task(run_one(queue, log, f"w{i}", f"u{i}")) for i in range(2)]
+        await settle()
+        with pytest.raises(Overloaded):
+            await run_one(queue, log, "late", "u9")
+        log.gate.set()
+        await asyncio.gather(blocker, *waiting)
+        assert log.started == ["first", "w0", "w1"]
+        queue.close()
+
+    asyncio.run(main())
+
+
+def test_a_request_cancelled_while_waiting_leaves_the_line() -> None:
+    async def main() -> None:
+        queue, log = GenerationQueue(max_queue=10, parallel=1), Log()
+        blocker = asyncio.create_task(run_one(queue, log, "first", "x", hold=True))
+        await settle()
+        gone = asyncio.create_task(run_one(queue, log, "gone", "alice"))
+        kept = asyncio.create_task(run_one(queue, log, "kept", "bob"))
+        await settle()
+        gone.cancel()
+        await settle()
+        assert queue.waiting == 1
+        log.gate.set()
+        await asyncio.gather(blocker, kept)
+        assert log.started == ["first", "kept"]
+        # every place is free again: the next request starts at once
+        assert await run_one(queue, log, "again", "alice") == ["again"]
+        queue.close()
+
+    asyncio.run(main())
+
+
+def test_parallel_places_are_all_used() -> None:
+    async def main() -> None:
+        queue, log = GenerationQueue(max_queue=10, parallel=3), Log()
+        tasks = [asyncio.create_task(run_one(queue, log, f"r{i}", "same", hold=True))
+                 for i in range(4)]
+        await settle()
+        assert sorted(log.started) == ["r0", "r1", "r2"] and queue.waiting == 1
+        log.gate.set()
+        await asyncio.gather(*tasks)
+        assert log.started[-1] == "r3"
+        queue.close()
+
+    asyncio.run(main())
