@@ -4,7 +4,10 @@ Both servers run the embedded model with the same threads and 8 parallel sequenc
 ``--parallel 8 --n-ctx C``; llama-server ``-np 8 -c 8*C``, so each slot has C tokens).
 
 1. Throughput: 1, 4 and 8 concurrent streams of ``--tokens`` tokens through ``/v1/completions``
-   (SSE); aggregate tokens per second (all tokens received / wall time).
+   (SSE); aggregate tokens per second (all tokens received / wall time). Both servers run side
+   by side and take turns, ``--rounds`` times (the median is reported): this machine's speed
+   drifts by 10-20% over minutes, which measuring one server after the other turned into
+   ratios anywhere from 0.7 to 1.2.
 2. Returning users: 16 users each holding a 6-turn chat through ``/v1/chat/completions``, each
    request carrying the whole history, turns interleaved round-robin; median time to first
    token of turns 2-6. llama-server runs with its defaults (RAM prompt cache on) and
@@ -19,7 +22,7 @@ Prints the figures, writes ``bench/results/concurrency.json`` and ends with the 
 (target <= 1.00) and ``ratio_ttft_after_restart`` (target <= 0.35), each chinwag over
 llama-server.
 
-    .venv/bin/python bench/concurrency.py [--tokens 128] [--threads 2] [--n-ctx 2048]
+    .venv/bin/python bench/concurrency.py [--tokens 128] [--threads 2] [--n-ctx 2048] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -104,20 +107,39 @@ def chat_turns(url: str, model: str, chats: Chats, turns: range,
 Start = Callable[[], AbstractContextManager[Served]]
 
 
-def measure(start: Start, tokens: int) -> dict[str, object]:
-    """Parts 1-4 on one kind of server; ``start()`` runs a fresh instance of it."""
+def interleaved_throughput(servers: dict[str, tuple[Served, str]], tokens: int,
+                           rounds: int) -> dict[str, dict[int, float]]:
+    """Part 1 on servers running side by side (the idle one uses no CPU), taking turns level
+    by level for ``rounds`` rounds, so that drifts in the machine's speed hit both; the median
+    aggregate tok/s of each server at each level."""
+    runs: dict[str, dict[int, list[float]]] = {name: {1: [], 4: [], 8: []} for name in servers}
+    for r in range(rounds):
+        for n in (1, 4, 8):
+            order = list(servers) if r % 2 == 0 else list(reversed(servers))
+            for name in order:
+                url, model = servers[name]
+                runs[name][n].append(throughput(url, model, n, tokens))
+    for name in servers:
+        print(f"{name}: " + ", ".join(f"{n} stream(s) {statistics.median(v):.1f} tok/s"
+                                      for n, v in runs[name].items()), flush=True)
+    return {name: {n: statistics.median(v) for n, v in levels.items()}
+            for name, levels in runs.items()}
+
+
+def returning(url: Served, model: str) -> dict[str, object]:
+    """Part 2 on a running server."""
+    chats = new_chats(16)
+    chat_turns(url, model, chats, range(1), "traveller")
+    late, cached = chat_turns(url, model, chats, range(1, 6), "traveller")
+    print(f"  returning users: median ttft turns 2-6 {statistics.median(late) * 1000:.0f} ms, "
+          f"median cached tokens {statistics.median(cached):.0f}", flush=True)
+    return {"ttft_returning_s": late, "cached_tokens_returning": cached,
+            "ttft_returning_median_s": statistics.median(late)}
+
+
+def after_restart(start: Start) -> dict[str, object]:
+    """Part 3: turns 1-3 of 16 chats on one instance, turn 4 on a fresh one."""
     rss: list[float] = []
-    with start() as url:
-        model = warm_up(url)
-        agg = {n: throughput(url, model, n, tokens) for n in (1, 4, 8)}
-        for n, tok_s in agg.items():
-            print(f"  {n} stream(s): {tok_s:.1f} tok/s aggregate", flush=True)
-        chats = new_chats(16)
-        chat_turns(url, model, chats, range(1), "traveller")
-        late, cached = chat_turns(url, model, chats, range(1, 6), "traveller")
-        print(f"  returning users: median ttft turns 2-6 {statistics.median(late) * 1000:.0f} "
-              f"ms, median cached tokens {statistics.median(cached):.0f}", flush=True)
-        rss.append(peak_rss_mib(url.pid))
     chats = new_chats(16)
     with start() as url:
         model = warm_up(url)
@@ -125,15 +147,13 @@ def measure(start: Start, tokens: int) -> dict[str, object]:
         rss.append(peak_rss_mib(url.pid))
     with start() as url:  # restarted
         model = warm_up(url)
-        restarted, restarted_cached = chat_turns(url, model, chats, range(3, 4), "pilgrim")
+        restarted, cached = chat_turns(url, model, chats, range(3, 4), "pilgrim")
         rss.append(peak_rss_mib(url.pid))
     print(f"  after a restart: median ttft turn 4 {statistics.median(restarted) * 1000:.0f} ms,"
-          f" median cached tokens {statistics.median(restarted_cached):.0f}", flush=True)
-    return {"agg_tok_s": agg, "ttft_returning_s": late, "cached_tokens_returning": cached,
-            "ttft_returning_median_s": statistics.median(late),
-            "ttft_after_restart_s": restarted, "cached_tokens_after_restart": restarted_cached,
+          f" median cached tokens {statistics.median(cached):.0f}", flush=True)
+    return {"ttft_after_restart_s": restarted, "cached_tokens_after_restart": cached,
             "ttft_after_restart_median_s": statistics.median(restarted),
-            "peak_rss_mib": max(rss)}
+            "peak_rss_after_restart_mib": max(rss)}
 
 
 def warm_up(url: str) -> str:
@@ -149,24 +169,44 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--n-ctx", type=int, default=2048)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     model = resolve_model(load_settings())
     kv_dir = tempfile.mkdtemp(prefix="chinwag-bench-kv-")
-    print(f"chinwag serve --parallel 8 --kv-cache-dir {kv_dir}:", flush=True)
-    ours = measure(lambda: chinwag_server(
-        "--threads", str(args.threads), "--n-ctx", str(args.n_ctx), "--parallel", "8",
-        "--kv-cache-dir", kv_dir), args.tokens)
-    print("llama-server -np 8:", flush=True)
-    theirs = measure(lambda: llama_server(
-        model, "-t", str(args.threads), "-tb", str(args.threads), "-c", str(8 * args.n_ctx),
-        "-np", "8", "-ngl", "0", "--no-jinja", "--chat-template", "gemma"), args.tokens)
+    starts: dict[str, Start] = {
+        "chinwag": lambda: chinwag_server(
+            "--threads", str(args.threads), "--n-ctx", str(args.n_ctx), "--parallel", "8",
+            "--kv-cache-dir", kv_dir),
+        "llama-server": lambda: llama_server(
+            model, "-t", str(args.threads), "-tb", str(args.threads), "-c",
+            str(8 * args.n_ctx), "-np", "8", "-ngl", "0", "--no-jinja", "--chat-template",
+            "gemma")}
+    print(f"chinwag serve --parallel 8 --kv-cache-dir {kv_dir}; llama-server -np 8; "
+          f"throughput, {args.rounds} rounds taking turns:", flush=True)
+    results: dict[str, dict[str, object]] = {}
+    rss: dict[str, float] = {}
+    with starts["chinwag"]() as ours_url, starts["llama-server"]() as ref_url:
+        served = {"chinwag": (ours_url, warm_up(ours_url)),
+                  "llama-server": (ref_url, warm_up(ref_url))}
+        agg = interleaved_throughput(served, args.tokens, args.rounds)
+        for name, (url, name_of_model) in served.items():
+            print(f"{name}:", flush=True)
+            results[name] = {"agg_tok_s": agg[name], **returning(url, name_of_model)}
+            rss[name] = peak_rss_mib(url.pid)
+    for name, start in starts.items():
+        print(f"{name}, restarted after turn 3:", flush=True)
+        part3 = after_restart(start)
+        results[name].update(part3)
+        results[name]["peak_rss_mib"] = max(rss[name], float(part3["peak_rss_after_restart_mib"]))  # type: ignore[arg-type]
+    ours, theirs = results["chinwag"], results["llama-server"]
     ratios = {f"ratio_agg_tok_s_{n}": ours["agg_tok_s"][n] / theirs["agg_tok_s"][n]  # type: ignore[index]
               for n in (1, 4, 8)}
     for part in ("returning", "after_restart"):
         ratios[f"ratio_ttft_{part}"] = (ours[f"ttft_{part}_median_s"]  # type: ignore[operator]
                                         / theirs[f"ttft_{part}_median_s"])
     path = write_results("concurrency", {"tokens": args.tokens, "threads": args.threads,
-                                         "n_ctx": args.n_ctx, "chinwag": ours,
+                                         "n_ctx": args.n_ctx, "rounds": args.rounds,
+                                         "chinwag": ours,
                                          "llama_server": theirs, **ratios})
     print(f"peak RSS: chinwag {ours['peak_rss_mib']:.0f} MiB, "
           f"llama-server {theirs['peak_rss_mib']:.0f} MiB")
