@@ -223,3 +223,43 @@ def test_pieces_are_right_when_many_threads_detokenize_at_once(model_path: Path)
     finally:
         fresh.close()
         reference.close()
+
+
+def test_a_long_newcomer_is_prefilled_in_chunks_between_the_others_tokens(
+        model: LlamaModel) -> None:
+    """While one sequence streams, a 1,000-token prompt joins: it is computed at most
+    ``prefill_chunk`` tokens a step, and the streaming sequence gets a token at every one of
+    those steps instead of waiting for the whole prompt."""
+    import threading
+
+    engine = Engine(model, n_ctx=2048, n_threads=2, n_seq_max=2, prefill_chunk=128)
+    try:
+        steps_of_tokens: list[int] = []
+        joined = threading.Event()
+
+        def streamer() -> None:
+            seq = engine.submit(model.tokenize("Once upon a time"), GREEDY.with_(max_tokens=40))
+            for _ in engine.run(seq):
+                steps_of_tokens.append(engine.steps)
+                if len(steps_of_tokens) == 3:
+                    joined.set()
+
+        thread = threading.Thread(target=streamer)
+        thread.start()
+        assert joined.wait(60)
+        long_prompt = model.tokenize(PROMPT * 14)[:1000]
+        newcomer = engine.submit(long_prompt, GREEDY.with_(max_tokens=2))
+        admitted_at = engine.steps
+        out = engine.run(newcomer)
+        next(out)
+        first_token_at = engine.steps
+        out.close()
+        thread.join(120)
+        assert len(steps_of_tokens) == 40
+        prefill_steps = first_token_at - admitted_at
+        assert prefill_steps >= 1000 // 128  # chunks of at most 128 tokens
+        during = [s for s in steps_of_tokens if admitted_at < s <= first_token_at]
+        # the streamer got a token at (nearly) every step of the newcomer's prefill
+        assert len(during) >= prefill_steps - 1, (during, admitted_at, first_token_at)
+    finally:
+        engine.close()
