@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import math
 from collections.abc import Generator, Sequence
 from pathlib import Path
@@ -74,12 +75,8 @@ class LlamaCppBackend(LanguageBackend):
         return self.engine.n_seq_max
 
     def cache_stats(self) -> dict[str, int]:
-        stats = self.engine.stats
         cache = self.engine.cache
-        return {"hits_slot": stats.hits_slot, "hits_ram": stats.hits_ram,
-                "hits_disk": stats.hits_disk, "misses": stats.misses,
-                "evictions": stats.evictions, "cached_tokens": stats.cached_tokens,
-                "restore_failures": stats.restore_failures, "disk_writes": stats.disk_writes,
+        return {**dataclasses.asdict(self.engine.stats),
                 "ram_bytes": cache.ram_used if cache is not None else 0,
                 "entries": len(cache) if cache is not None else 0}
 
