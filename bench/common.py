@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-BUILD_SCRIPT = ROOT.parent / "shared" / "tools" / "build-llama-server"
+BUILD_SCRIPT = ROOT / "scripts" / "build-llama-server"
 RESULTS = ROOT / "bench" / "results"
 
 

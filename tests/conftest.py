@@ -1,14 +1,22 @@
 """Fixtures shared by the whole suite: the real embedded model (loaded once), a scripted
-backend, and a clean environment (no CHINWAG_*/LLM_* variables leak in from the shell, and
-conversations go to a temporary data folder)."""
+backend, a clean environment (no CHINWAG_*/LLM_* variables leak in from the shell, and
+conversations go to a temporary data folder), a real ``chinwag serve`` and a real llama.cpp
+``llama-server`` on 127.0.0.1 and free ports."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
+import sys
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from chinwag.backends.scripted import ScriptedBackend
@@ -51,3 +59,131 @@ def llama(model_path: Path) -> Iterator[object]:
 @pytest.fixture
 def scripted() -> ScriptedBackend:
     return ScriptedBackend()
+
+
+# -- a real chinwag serve --------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(tmp: Path, *args: str, env: dict[str, str] | None = None) -> Server:
+    """Start ``chinwag serve`` and wait until ``/health`` answers (at most 120 s)."""
+    port = free_port()
+    log = tmp / f"server-{port}.log"
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("CHINWAG_", "LLM_"))}
+    full_env.update(env or {})
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "chinwag", "serve", "--host", "127.0.0.1", "--port",
+             str(port), "--n-ctx", "2048", *args], stdout=out, stderr=subprocess.STDOUT,
+            env=full_env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"chinwag serve exited: {log.read_text()}")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return Server(url, process, log)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    process.kill()
+    raise RuntimeError(f"chinwag serve did not start: {log.read_text()}")
+
+
+def stop_server(server: Server) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+
+
+TEST_PERSONAS = Path(__file__).parent / "data" / "personas"
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server for the session, without an API key, with the built-in personas and those
+    of tests/data/personas (``counter``, ``recall``)."""
+    s = start_server(tmp_path_factory.mktemp("serve"),
+                     env={"CHINWAG_PERSONAS": str(TEST_PERSONAS)})
+    yield s
+    stop_server(s)
+
+
+@pytest.fixture
+def make_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """Start servers with extra ``chinwag serve`` arguments; all are stopped after the test."""
+    started: list[Server] = []
+
+    def make(*args: str, env: dict[str, str] | None = None) -> Server:
+        s = start_server(tmp_path, *args, env=env)
+        started.append(s)
+        return s
+
+    yield make
+    for s in started:
+        stop_server(s)
+
+
+# -- llama.cpp's own server, the reference -------------------------------------------------------
+BUILD_LLAMA_SERVER = Path(__file__).parent.parent / "scripts" / "build-llama-server"
+
+
+def llama_server_binary() -> Path:
+    """llama.cpp's ``llama-server`` built from the sources llama-cpp-python vendors (cached after
+    the first build, several minutes on 2 cores). Skips the test, with the reason, when cmake
+    or a C++ compiler is missing."""
+    missing = [tool for tool in ("cmake", "g++") if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"cannot build llama-server: {', '.join(missing)} not installed")
+    built = subprocess.run([str(BUILD_LLAMA_SERVER)], capture_output=True, text=True,
+                           env={**os.environ, "PYTHON": sys.executable})
+    if built.returncode != 0:
+        raise RuntimeError(f"scripts/build-llama-server failed:\n{built.stderr[-3000:]}")
+    return Path(built.stdout.strip().splitlines()[-1]) / "llama-server"
+
+
+@pytest.fixture(scope="session")
+def llama_server(model_path: Path, tmp_path_factory: pytest.TempPathFactory
+                 ) -> Iterator[Server]:
+    """llama.cpp's server on the embedded model (n_ctx 2048, 2 threads, 2 slots)."""
+    binary = llama_server_binary()
+    port = free_port()
+    log = tmp_path_factory.mktemp("llama-server") / "llama-server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [str(binary), "-m", str(model_path), "--host", "127.0.0.1", "--port", str(port),
+             "-c", "4096", "-np", "2", "-t", "2", "--no-webui"],
+            stdout=out, stderr=subprocess.STDOUT,
+            env={**os.environ, "LD_LIBRARY_PATH": str(binary.parent)})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"llama-server exited: {log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    else:
+        process.kill()
+        raise RuntimeError(f"llama-server did not start: {log.read_text()[-3000:]}")
+    server = Server(url, process, log)
+    yield server
+    stop_server(server)

@@ -14,6 +14,12 @@ server) translate these classes, and only these, into messages and status codes:
     ├── FormatError                 a chat template or named format that cannot render the messages
     ├── ContextOverflow             a prompt longer than the context window (both token counts)
     ├── BackendError                the backend failed while generating
+    │   └── RemoteError             a remote LLM server failed (openai, http backends)
+    │       ├── BackendUnreachable  no answer: refused, DNS, timeout (after retries)
+    │       ├── BackendRateLimited  429 on every attempt
+    │       ├── BackendServerError  5xx on every attempt
+    │       └── BackendRejected     another 4xx (not retried)
+    │           └── BackendAuthError  401 or 403: a missing or wrong API key
     ├── SchemaError                 a JSON Schema that cannot be turned into a grammar
     ├── Overloaded                  the request queue is full (retry later)
     ├── StoreError                  the conversation database cannot be used
@@ -113,6 +119,52 @@ class ContextOverflow(ChinwagError):
 
 class BackendError(ChinwagError):
     """The backend failed while tokenizing, decoding or sampling."""
+
+
+class RemoteError(BackendError):
+    """Base of the errors of remote LLM servers (``openai`` and ``http`` backends).
+
+    Attributes:
+        url: the address that failed.
+        status: the HTTP status of the last answer, or None when none came.
+        attempts: how many times the request was sent (retries included).
+    """
+
+    def __init__(self, message: str, *, url: str, status: int | None = None,
+                 attempts: int = 1) -> None:
+        super().__init__(message)
+        self.url = url
+        self.status = status
+        self.attempts = attempts
+
+
+class BackendUnreachable(RemoteError):
+    """No answer: connection refused, DNS failure or timeout, after every retry."""
+
+
+class BackendRateLimited(RemoteError):
+    """429 Too Many Requests on every attempt.
+
+    Attributes:
+        retry_after: seconds the server asked to wait, when it said (``Retry-After``).
+    """
+
+    def __init__(self, message: str, *, url: str, status: int | None = 429, attempts: int = 1,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message, url=url, status=status, attempts=attempts)
+        self.retry_after = retry_after
+
+
+class BackendServerError(RemoteError):
+    """A 5xx answer on every attempt."""
+
+
+class BackendRejected(RemoteError):
+    """A 4xx answer other than 429 (not retried: sending it again would not help)."""
+
+
+class BackendAuthError(BackendRejected):
+    """401 or 403: the API key is missing or wrong."""
 
 
 class SchemaError(ChinwagError):

@@ -63,6 +63,13 @@ class Settings(BaseSettings):
     n_batch: int = Field(
         512, ge=1, validation_alias=_env("n_batch", "CHINWAG_N_BATCH"),
         description="Most prompt tokens processed in one decode call.")
+    llm: str | None = Field(
+        None, validation_alias=_env("llm", "CHINWAG_LLM"),
+        description="An LLM config: a YAML file, or the name of one in llms_dir "
+        "(`chinwag llms`). Default: the GGUF model the settings above describe.")
+    llms_dir: Path | None = Field(
+        None, validation_alias=_env("llms_dir", "CHINWAG_LLMS"),
+        description="Folder of LLM config files. Default: ~/.config/chinwag/llms.")
     chat_format: str | None = Field(
         None, validation_alias=_env("chat_format", "CHINWAG_CHAT_FORMAT"),
         description="Force a named chat format (llama-3, chatml, gemma, ..., transcript).")

@@ -15,16 +15,23 @@ __all__ = ["Capabilities", "LanguageBackend", "ModelInfo", "ScriptedBackend", "l
 
 
 def load_backend(settings: Settings, progress: Progress | None = None) -> LanguageBackend:
-    """The backend the settings describe (for now: llama.cpp on a GGUF file).
+    """The backend the settings describe: the LLM config ``settings.llm`` names (any backend,
+    see ``chinwag.backends.config``), else llama.cpp on the GGUF file the model settings give.
 
     Args:
-        settings: chinwag's settings (model path or repo, n_ctx, threads, chat format).
+        settings: chinwag's settings (an LLM config, or model path or repo, n_ctx, threads,
+            chat format).
         progress: called as ``progress(done, total)`` bytes while the embedded model is first
             assembled.
 
     Raises:
-        ModelNotFound, ModelLoadError, ConfigError, BackendError: see ``LlamaCppBackend``.
+        ModelNotFound, ModelLoadError, ConfigError, BackendError: see ``LlamaCppBackend`` and
+            ``open_llm``.
     """
+    if settings.llm:
+        from chinwag.backends.config import open_llm
+
+        return open_llm(settings.llm, settings, progress)
     from chinwag.backends.llamacpp import LlamaCppBackend
 
     path = resolve_model(settings, progress)

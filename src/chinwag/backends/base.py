@@ -129,8 +129,19 @@ class LanguageBackend(ABC):
 
     def render(self, messages: Sequence[Message], speakers: Speakers = Speakers(),
                chat_format: ChatFormat | None = None) -> Prompt:
-        """Render messages with ``chat_format`` (default: the backend's own)."""
-        return (chat_format or self.chat_format).render(messages, speakers)
+        """Render messages with ``chat_format`` (default: the backend's own); the prompt
+        keeps the messages too (``Prompt.messages``)."""
+        prompt = (chat_format or self.chat_format).render(messages, speakers)
+        return replace(prompt, messages=tuple(messages))
+
+    def generate_chat(self, prompt: Prompt, params: SamplingParams) -> EventStream:
+        """Stream the assistant's reply to a rendered chat.
+
+        By default this is ``generate(prompt.text, params)``. A backend whose server applies
+        its own chat template (an OpenAI-compatible chat completions endpoint) sends
+        ``prompt.messages`` instead. Raises what ``generate`` raises.
+        """
+        return self.generate(prompt.text, params)
 
     def chat(self, messages: Sequence[Message], params: SamplingParams,
              *, speakers: Speakers = Speakers(), chat_format: ChatFormat | None = None
@@ -142,7 +153,7 @@ class LanguageBackend(ABC):
         """
         prompt = self.render(messages, speakers, chat_format)
         stop = tuple(dict.fromkeys((*params.stop, *prompt.stop)))
-        return self.generate(prompt.text, replace(params, stop=stop))
+        return self.generate_chat(prompt, replace(params, stop=stop))
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Free what the backend holds (model weights, connections). Idempotent."""

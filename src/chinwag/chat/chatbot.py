@@ -169,7 +169,7 @@ class Chatbot:
         # JSON output ends where its grammar does; a format's stop strings could cut it short
         stop = self.params.stop if self.params.json_schema is not None else \
             tuple(dict.fromkeys((*self.params.stop, *prompt.stop)))
-        events = self.backend.generate(prompt.text, self.params.with_(stop=stop))
+        events = self.backend.generate_chat(prompt, self.params.with_(stop=stop))
         return self._turn(text, events)
 
     def _turn(self, text: str, events: Iterator[Event]) -> Generator[str, None, None]:

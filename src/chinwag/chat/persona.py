@@ -14,6 +14,7 @@ A persona file::
         assistant: Well met, traveller!
     sampling: {temperature: 0.7, max_tokens: 80}
     chat_format: null              # a named format for models without a template
+    llm: null                      # the LLM config it runs on (a name or a file; chinwag llms)
     greeting: Well met, traveller!
     memory:                        # what of the conversation is sent each turn
       policy: summary              # window (default) | token_budget | summary
@@ -72,6 +73,7 @@ class Persona(BaseModel):
     examples: tuple[Example, ...] = ()
     sampling: dict[str, Any] = Field(default_factory=dict)
     chat_format: str | None = None
+    llm: str | None = None
     greeting: str | None = None
     memory: MemoryPolicy = Field(default_factory=lambda: MemoryPolicy())
     facts: tuple[str, ...] = ()

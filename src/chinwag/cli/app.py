@@ -1,4 +1,4 @@
-"""The ``chinwag`` command: chat, complete, models, personas, serve, conversations."""
+"""The ``chinwag`` command: chat, complete, models, llms, personas, serve, conversations."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ app.command("chat")(chat.chat)
 app.command("complete")(complete.complete)
 app.command("models")(info.models)
 app.command("personas")(info.personas)
+app.command("llms")(info.llms)
 app.command("serve")(serve.serve)
 app.add_typer(conversations.app, name="conversations")
 

@@ -16,6 +16,7 @@ from chinwag.cli.common import (
     ChatFormatOpt,
     ConfigOpt,
     DbOpt,
+    LlmOpt,
     MaxTokensOpt,
     MinPOpt,
     ModelOpt,
@@ -43,7 +44,8 @@ def chat(
     persona: Annotated[str | None, typer.Option(
         "--persona", "-p", help="Persona to talk to (env: CHINWAG_PERSONA; default assistant).",
         show_default=False)] = None,
-    model: ModelOpt = None, chat_format: ChatFormatOpt = None, n_ctx: NCtxOpt = None,
+    model: ModelOpt = None, llm: LlmOpt = None, chat_format: ChatFormatOpt = None,
+    n_ctx: NCtxOpt = None,
     threads: ThreadsOpt = None, personas_dir: PersonasOpt = None, config: ConfigOpt = None,
     user: Annotated[str | None, typer.Option(
         "--user", help="Your name: in the conversation (default: the persona's user_name) and "
@@ -60,10 +62,13 @@ def chat(
     seed: SeedOpt = None,
 ) -> None:
     """Chat with a persona, answers streamed token by token."""
-    settings = settings_from(config, persona=persona, model=model, chat_format=chat_format,
+    settings = settings_from(config, persona=persona, model=model, llm=llm,
+                             chat_format=chat_format,
                              n_ctx=n_ctx, n_threads=threads, personas_dir=personas_dir, db=db,
                              parallel=1)  # one person: one sequence at a time
     found = get_persona(settings.persona, settings.user_personas_dir())
+    if found.llm and not settings.llm and not settings.model:
+        settings = settings.model_copy(update={"llm": found.llm})  # the persona's own LLM
     overrides = sampling_flags(max_tokens=max_tokens, temperature=temperature, top_k=top_k,
                                top_p=top_p, min_p=min_p, repeat_penalty=repeat_penalty, seed=seed)
     store = Store(settings.db_path())

@@ -24,6 +24,10 @@ err_console = Console(stderr=True, highlight=False)
 ModelOpt = Annotated[str | None, typer.Option(
     "--model", "-m", help="GGUF file to load (env: CHINWAG_MODEL, LLM_MODEL_FILE). "
     "Default: the embedded Gemma 3 270M base model.", show_default=False)]
+LlmOpt = Annotated[str | None, typer.Option(
+    "--llm", help="LLM config: a YAML file, or the name of a configured LLM (see chinwag llms; "
+    "env: CHINWAG_LLM). Default: the GGUF model (--model, else the embedded one).",
+    show_default=False)]
 ChatFormatOpt = Annotated[str | None, typer.Option(
     "--chat-format", help=f"Force a named chat format ({', '.join(format_names())}, "
     "transcript).", show_default=False)]

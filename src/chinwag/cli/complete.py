@@ -11,6 +11,7 @@ import typer
 
 from chinwag.cli.common import (
     ConfigOpt,
+    LlmOpt,
     MaxTokensOpt,
     MinPOpt,
     ModelOpt,
@@ -33,7 +34,7 @@ from chinwag.types import Done, SamplingParams
 @friendly_errors
 def complete(
     text: Annotated[str, typer.Argument(help="The text to continue ('-' reads stdin).")],
-    model: ModelOpt = None, n_ctx: NCtxOpt = None, threads: ThreadsOpt = None,
+    model: ModelOpt = None, llm: LlmOpt = None, n_ctx: NCtxOpt = None, threads: ThreadsOpt = None,
     config: ConfigOpt = None, max_tokens: MaxTokensOpt = 128, temperature: TemperatureOpt = None,
     top_k: TopKOpt = None, top_p: TopPOpt = None, min_p: MinPOpt = None,
     repeat_penalty: RepeatPenaltyOpt = None, seed: SeedOpt = None,
@@ -54,8 +55,8 @@ def complete(
         max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
         repeat_penalty=repeat_penalty, seed=seed, stop=tuple(stop) if stop else None,
         json_schema=schema))
-    backend = open_backend(settings_from(config, model=model, n_ctx=n_ctx, n_threads=threads,
-                                         parallel=1))
+    backend = open_backend(settings_from(config, model=model, llm=llm, n_ctx=n_ctx,
+                                         n_threads=threads, parallel=1))
     events = backend.generate(prompt, params)
     try:
         for event in events:

@@ -1,14 +1,20 @@
-"""``chinwag models`` and ``chinwag personas``: what is there to chat with."""
+"""``chinwag models``, ``chinwag llms`` and ``chinwag personas``: what is there to chat with."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
+import typer
 from rich.console import Console
 from rich.table import Table
 
+from chinwag.backends.config import builtin_llms_dir, llm_config_files, llm_dirs, load_llm_config
 from chinwag.chat.persona import builtin_personas_dir, persona_files
 from chinwag.cli.common import (
     ChatFormatOpt,
     ConfigOpt,
+    LlmOpt,
     ModelOpt,
     NCtxOpt,
     PersonasOpt,
@@ -17,6 +23,7 @@ from chinwag.cli.common import (
     open_backend,
     settings_from,
 )
+from chinwag.errors import ConfigError
 
 console = Console(highlight=False)
 
@@ -39,10 +46,11 @@ def _count(n: int | None) -> str:
 
 
 @friendly_errors
-def models(model: ModelOpt = None, n_ctx: NCtxOpt = None, threads: ThreadsOpt = None,
+def models(model: ModelOpt = None, llm: LlmOpt = None, n_ctx: NCtxOpt = None,
+           threads: ThreadsOpt = None,
            chat_format: ChatFormatOpt = None, config: ConfigOpt = None) -> None:
     """Show the model in use: file, size, parameters, n_ctx, chat format."""
-    settings = settings_from(config, model=model, n_ctx=n_ctx, n_threads=threads,
+    settings = settings_from(config, model=model, llm=llm, n_ctx=n_ctx, n_threads=threads,
                              chat_format=chat_format, parallel=1)
     backend = open_backend(settings)
     info = backend.info()
@@ -73,3 +81,35 @@ def personas(personas_dir: PersonasOpt = None, config: ConfigOpt = None) -> None
         table.add_row(name, persona.display_name, persona.description, source)
     console.print(table)
     console.print(f"[dim]user personas: {user_dir}[/]")
+
+
+@friendly_errors
+def llms(llms_dir: Annotated[Path | None, typer.Option(
+        "--dir", help="Folder of LLM config files (env: CHINWAG_LLMS; default "
+        "~/.config/chinwag/llms).", show_default=False)] = None,
+         config: ConfigOpt = None) -> None:
+    """List the configured LLMs (one YAML file each): built-in ones and your own. A file that
+    does not validate is listed with its error."""
+    settings = settings_from(config, llms_dir=llms_dir)
+    builtin = builtin_llms_dir()
+    table = Table("name", "backend", "model", "context", "description")
+    table.add_column("source", overflow="fold")
+    bad = 0
+    for name, path in sorted(llm_config_files(settings).items()):
+        source = "built-in" if path.parent == builtin else str(path)
+        try:
+            llm = load_llm_config(path)
+        except ConfigError as e:
+            bad += 1
+            table.add_row(name, "[red]invalid[/]", "", "", f"[red]{e}[/]", source)
+            continue
+        where = getattr(llm, "base_url", None) or getattr(llm, "host", None)
+        model = llm.model_id or getattr(llm, "model", None) or (
+            "embedded Gemma 3 270M" if llm.backend == "llamacpp" else "")
+        table.add_row(name, llm.backend, model + (f" @ {where}" if where else ""),
+                      str(llm.context_length or "default"), llm.description, source)
+    console.print(table)
+    console.print(f"[dim]user LLM configs: {llm_dirs(settings)[0]}; use one with "
+                  f"--llm NAME or --llm FILE[/]")
+    if bad:
+        raise typer.Exit(1)

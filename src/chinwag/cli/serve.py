@@ -13,6 +13,7 @@ from chinwag.cli.common import (
     ChatFormatOpt,
     ConfigOpt,
     DbOpt,
+    LlmOpt,
     ModelOpt,
     NCtxOpt,
     PersonasOpt,
@@ -33,7 +34,8 @@ def serve(
         show_default=False)] = None,
     port: Annotated[int | None, typer.Option(
         "--port", help="Port (env: CHINWAG_PORT; default 8000).", show_default=False)] = None,
-    model: ModelOpt = None, personas_dir: PersonasOpt = None, chat_format: ChatFormatOpt = None,
+    model: ModelOpt = None, llm: LlmOpt = None, personas_dir: PersonasOpt = None,
+    chat_format: ChatFormatOpt = None,
     n_ctx: NCtxOpt = None, threads: ThreadsOpt = None, config: ConfigOpt = None,
     api_key: Annotated[str | None, typer.Option(
         "--api-key", help="Require this API key (comma-separate several; env: "
@@ -58,7 +60,7 @@ def serve(
 
     from chinwag.server import create_app
 
-    settings = settings_from(config, host=host, port=port, model=model,
+    settings = settings_from(config, host=host, port=port, model=model, llm=llm,
                              personas_dir=personas_dir, chat_format=chat_format, n_ctx=n_ctx,
                              n_threads=threads, api_key=api_key, max_queue=max_queue, db=db,
                              parallel=parallel, kv_cache_ram=kv_cache_ram,
@@ -74,8 +76,10 @@ def serve(
                       f"chat format {info.chat_format}, {backend.max_parallel} at once")
         console.print(f"personas: {', '.join(personas)}")
         console.print(f"conversations: {settings.db_path()}")
-        console.print(f"KV cache: {settings.kv_cache_ram.human_readable()} RAM"
-                      + (f", files in {settings.kv_cache_dir}" if settings.kv_cache_dir else ""))
+        if backend.cache_stats():
+            console.print(f"KV cache: {settings.kv_cache_ram.human_readable()} RAM"
+                          + (f", files in {settings.kv_cache_dir}" if settings.kv_cache_dir
+                             else ""))
         if settings.api_keys():
             console.print("API key required (Authorization: Bearer KEY or X-Api-Key)")
         app = create_app(settings, backend, close_backend=True)

@@ -30,11 +30,14 @@ class Prompt:
         text: the prompt text, ending where the assistant's reply begins.
         stop: strings that end the reply (the start of the next turn, end-of-turn markers).
         format: the name of the chat format that made it.
+        messages: the messages it was rendered from (backends whose server takes messages,
+            such as an OpenAI chat completions endpoint, send these instead of ``text``).
     """
 
     text: str
     stop: tuple[str, ...]
     format: str
+    messages: tuple[Message, ...] = ()
 
 
 class ChatFormat(Protocol):

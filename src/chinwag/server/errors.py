@@ -22,6 +22,7 @@ from chinwag.errors import (
     InvalidParams,
     ModelError,
     Overloaded,
+    RemoteError,
     SchemaError,
     StoreError,
     UnknownPersona,
@@ -70,6 +71,9 @@ def from_chinwag(e: ChinwagError) -> APIError:
     if isinstance(e, Overloaded):
         return APIError(503, str(e), type="server_error", code="overloaded",
                         headers={"Retry-After": str(e.retry_after)})
+    if isinstance(e, RemoteError):  # the model behind chinwag is another server: a gateway
+        return APIError(502, f"the upstream LLM server failed: {e}", type="server_error",
+                        code="upstream_error")
     if isinstance(e, ModelError | BackendError | ConfigError):
         return APIError(500, str(e), type="server_error", code="model_error")
     return APIError(500, str(e), type="server_error")

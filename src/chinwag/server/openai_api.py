@@ -83,7 +83,7 @@ async def list_models(state: State) -> dict[str, Any]:
     return {"object": "list", "data": data}
 
 
-def _json_schema(body: ChatCompletionRequest) -> dict[str, Any] | None:
+def _json_schema(body: ChatCompletionRequest | CompletionRequest) -> dict[str, Any] | None:
     fmt = body.response_format
     if fmt is None or fmt.type == "text":
         return None
@@ -116,7 +116,7 @@ async def chat_completions(body: ChatCompletionRequest, state: State, request: R
     if room < 1:
         raise ContextOverflow(fitted.prompt_tokens, state.backend.context_length)
     stop = tuple(dict.fromkeys((*params.stop, *fitted.prompt.stop)))
-    events = _tidy(state.generate(fitted.prompt.text, params.with_(stop=stop),
+    events = _tidy(state.generate(fitted.prompt, params.with_(stop=stop),
                                   requester(request, body.user)))
     first, rest = await _first_then_rest(events)
     rid, created, model = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), body.model or \
@@ -164,7 +164,7 @@ async def completions(body: CompletionRequest, state: State,
     persona = state.persona_or_model(body.model)
     base = persona.sampling_params() if persona else SamplingParams(
         max_tokens=DEFAULT_COMPLETION_TOKENS)
-    params = body.apply(base)
+    params = body.apply(base).with_(json_schema=_json_schema(body))
     if isinstance(body.prompt, list):
         if len(body.prompt) != 1:
                 raise InvalidParams("prompt must be a string or a list of exactly one string",

@@ -109,7 +109,16 @@ class CompletionRequest(Sampling):
     prompt: str | list[str]
     stream: bool = False
     stream_options: StreamOptions | None = None
+    response_format: ResponseFormat | None = None
     user: str | None = None
+
+
+class TokenizeRequest(_Body):
+    """``/tokenize``: llama.cpp sends ``content``, vLLM ``prompt`` (and ``model``)."""
+
+    content: str | None = None
+    prompt: str | None = None
+    model: str = ""
 
 
 class ToilRequest(_Body):

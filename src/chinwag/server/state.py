@@ -19,11 +19,12 @@ from chinwag.backends.base import LanguageBackend
 from chinwag.chat.chatbot import Chatbot
 from chinwag.chat.persona import Persona, load_personas
 from chinwag.errors import ChinwagError, InvalidParams, UnknownPersona
+from chinwag.prompting import Prompt
 from chinwag.server.metrics import Metrics
 from chinwag.server.queue import GenerationQueue
 from chinwag.settings import Settings
 from chinwag.store import Store
-from chinwag.types import Done, Event, SamplingParams
+from chinwag.types import Done, Event, EventStream, SamplingParams
 
 log = logging.getLogger("chinwag.server")
 
@@ -91,14 +92,19 @@ class ServerState:
             return None
         return self.persona(model)
 
-    async def generate(self, prompt: str, params: SamplingParams,
+    async def generate(self, prompt: str | Prompt, params: SamplingParams,
                        who: str = "") -> AsyncIterator[Event]:
-        """Stream a raw completion through the queue (in ``who``'s line, see
-        ``requester``), recording metrics when it ends."""
+        """Stream a raw completion of text, or the reply to a rendered chat, through the
+        queue (in ``who``'s line, see ``requester``), recording metrics when it ends."""
         started = time.perf_counter()
         first: float | None = None
-        async for event in self.queue.stream(lambda: self.backend.generate(prompt, params),
-                                             who):
+
+        def start() -> EventStream:
+            if isinstance(prompt, Prompt):
+                return self.backend.generate_chat(prompt, params)
+            return self.backend.generate(prompt, params)
+
+        async for event in self.queue.stream(start, who):
             if isinstance(event, Done):
                 now = time.perf_counter()
                 ttft = None if first is None else first - started

@@ -1,0 +1,161 @@
+"""The ``human`` backend: a person types each reply, for debugging agents, personas and games
+without a model (as agent frameworks offer a human "LLM").
+
+Each request shows the part of the prompt the person has not seen yet (the whole prompt the
+first time, then what changed since the last one), then reads one line from the input. A JSON
+Schema is checked on the typed reply (asking again when it does not match); ``choose`` lists
+the options by number and reads a number.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import threading
+from collections.abc import Sequence
+from typing import TextIO
+
+import jsonschema
+
+from chinwag.backends.base import Capabilities, LanguageBackend, ModelInfo
+from chinwag.backends.stops import StopScanner
+from chinwag.errors import Cancelled, InvalidParams, SchemaError
+from chinwag.prompting import ChatFormat, Speakers, resolve_chat_format
+from chinwag.types import Choice, Done, EventStream, Message, SamplingParams, TokenEvent, Usage
+
+CHARS_PER_TOKEN = 4
+"""Token estimate (OpenAI's rule of thumb for English): a person has no tokenizer."""
+
+ATTEMPTS = 3
+"""Times a reply that breaks the JSON Schema, or a bad option number, is asked for again."""
+
+
+class HumanBackend(LanguageBackend):
+    """Replies typed by a person (see the module docstring).
+
+    Args:
+        input: where replies are read, one line each (default: stdin).
+        output: where prompts and questions are shown (default: stderr, so that a program's
+            own stdout stays clean).
+        context_length: the pretend context window, tokens (estimated at 4 characters each).
+        chat_format: how chats are shown (default: the persona's, else the transcript format).
+        name: shown in ``chinwag models`` and the OpenAI API.
+
+    Raises from ``generate``:
+        Cancelled: the input ended (Ctrl-D) before a reply.
+        SchemaError: the schema is invalid, or the reply broke it ``ATTEMPTS`` times.
+    """
+
+    capabilities = Capabilities(json_schema=True, choose=False, exact_token_count=False)
+
+    def __init__(self, *, input: TextIO | None = None, output: TextIO | None = None,
+                 context_length: int = 32768, chat_format: str | None = None,
+                 name: str = "human") -> None:
+        self._input = input
+        self._output = output
+        self._context_length = context_length
+        self._forced_format = chat_format
+        self.name = name
+        self.chat_format = self.format_for(None)
+        self._seen = ""
+        self._lock = threading.Lock()  # one person answers one request at a time
+
+    @property
+    def context_length(self) -> int:
+        return self._context_length
+
+    def format_for(self, persona_format: str | None) -> ChatFormat:
+        return resolve_chat_format(model_template=None, requested=self._forced_format,
+                                   persona_format=persona_format)
+
+    def info(self) -> ModelInfo:
+        return ModelInfo(name=self.name, n_ctx=self._context_length,
+                         chat_format=self.chat_format.name, extra={"backend": "human"})
+
+    def count_tokens(self, text: str) -> int:
+        """An estimate: ``ceil(len(text) / 4)``."""
+        return math.ceil(len(text) / CHARS_PER_TOKEN)
+
+    def _show(self, text: str) -> None:
+        out = self._output or sys.stderr
+        out.write(text)
+        out.flush()
+
+    def _read(self) -> str:
+        line = (self._input or sys.stdin).readline()
+        if not line:
+            raise Cancelled("the human backend's input ended before a reply")
+        return line.rstrip("\r\n")
+
+    def _new_part(self, prompt: str) -> str:
+        """What of ``prompt`` the person has not seen: all of it, unless it extends the last."""
+        fresh = prompt[len(self._seen):] if prompt.startswith(self._seen) else prompt
+        self._seen = prompt
+        return fresh
+
+    def generate(self, prompt: str, params: SamplingParams) -> EventStream:
+        if params.json_schema is not None:
+            try:
+                jsonschema.Draft202012Validator.check_schema(params.json_schema)
+            except jsonschema.SchemaError as e:
+                raise SchemaError(f"not a valid JSON Schema: {e.message}") from None
+        with self._lock:
+            self._show(f"\n--- prompt ---\n{self._new_part(prompt)}\n--- your reply "
+                       f"(one line) ---\n")
+            if params.json_schema is not None:
+                self._show(f"(JSON matching {json.dumps(params.json_schema)})\n")
+            reply = self._read()
+            for _ in range(ATTEMPTS - 1):
+                problem = _schema_problem(reply, params.json_schema)
+                if problem is None:
+                    break
+                self._show(f"that does not match the schema ({problem}); again:\n")
+                reply = self._read()
+            problem = _schema_problem(reply, params.json_schema)
+            if problem is not None:
+                raise SchemaError(f"the typed reply does not match the schema: {problem}")
+        return self._events(reply, prompt, params)
+
+    def _events(self, reply: str, prompt: str, params: SamplingParams) -> EventStream:
+        scanner = StopScanner(params.stop)
+        text = scanner.feed(reply) + scanner.flush()
+        if text:
+            yield TokenEvent(text)
+        yield Done("stop", Usage(self.count_tokens(prompt), self.count_tokens(text)))
+
+    def choose(self, messages: Sequence[Message], options: Sequence[str],
+               *, speakers: Speakers = Speakers()) -> Choice:
+        """Show the chat and the options, numbered; read the number of one.
+
+        Raises:
+            InvalidParams: no options.
+            Cancelled: the input ended.
+            InvalidParams: no valid number after ``ATTEMPTS`` tries.
+        """
+        if not options:
+            raise InvalidParams("choose needs at least one option", param="options")
+        with self._lock:
+            listing = "\n".join(f"  {i}. {o}" for i, o in enumerate(options, 1))
+            self._show(f"\n--- prompt ---\n{self._new_part(self.render(messages, speakers).text)}"
+                       f"\n--- choose one (a number) ---\n{listing}\n")
+            for _ in range(ATTEMPTS):
+                answer = self._read().strip()
+                if answer.isdigit() and 1 <= int(answer) <= len(options):
+                    index = int(answer) - 1
+                    scores = [0.0 if i == index else -math.inf for i in range(len(options))]
+                    return Choice(index, options[index], 0.0, scores)
+                self._show(f"type a number from 1 to {len(options)}:\n")
+        raise InvalidParams(f"no option chosen after {ATTEMPTS} tries", param="options")
+
+
+def _schema_problem(reply: str, schema: dict[str, object] | None) -> str | None:
+    if schema is None:
+        return None
+    try:
+        jsonschema.validate(json.loads(reply), schema)
+    except ValueError as e:
+        return f"not JSON: {e}"
+    except jsonschema.ValidationError as e:
+        return e.message
+    return None
