@@ -230,9 +230,12 @@ class OpenAIBackend(LanguageBackend):
                 yield TokenEvent(tail)
         finally:
             events.close()
-        if params.json_schema is not None:
-            _validate(params.json_schema, "".join(parts), self.client.base_url)
         reason = "stop" if scanner.stopped or finish != "length" else "length"
+        if params.json_schema is not None:
+            if reason == "length" and "".join(parts).lstrip()[:1] in ("{", "["):
+                raise SchemaError(f"max_tokens ({params.max_tokens}) ended the JSON before it "
+                                  f"was complete: {''.join(parts)[:200]!r}")
+            _validate(params.json_schema, "".join(parts), self.client.base_url)
         cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
         yield Done(reason, Usage(int(usage.get("prompt_tokens") or 0),  # type: ignore[arg-type]
                                  int(usage.get("completion_tokens") or 0), int(cached)))

@@ -33,7 +33,7 @@ from typing import Any
 
 import httpx
 import jsonschema
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import StrictUndefined, TemplateError, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from chinwag.backends.base import Capabilities, LanguageBackend, ModelInfo
@@ -130,6 +130,10 @@ class BodyTemplate:
         kind, item = node
         if kind == "expr":
             result = item(**values)
+            if isinstance(result, Undefined):
+                raise ConfigError(f"http backend: the body template names "
+                                  f"{result._undefined_name!r}, which is not known; known "
+                                  f"names: {', '.join(sorted(values))}")
             return list(result) if isinstance(result, tuple) else result
         if kind == "text":
             return item.render(**values)
