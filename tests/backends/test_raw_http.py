@@ -23,7 +23,8 @@ GREEDY = SamplingParams(temperature=0, max_tokens=12)
 
 def test_a_whole_expression_keeps_its_type_and_text_is_rendered() -> None:
     template = BodyTemplate({"n": "{{ max_tokens }}", "stop": "{{ stop }}",
-                             "t": "{{ temperature }}", "note": "max {{ max_tokens }} tokens", "fixed": True,
+                             "t": "{{ temperature }}", "note": "max {{ max_tokens }} tokens",
+                             "fixed": True,
                              "nested": {"seed": "{{ seed if seed is not none else -1 }}"}})
     body = template.render({"max_tokens": 7, "stop": ("\n", "User:"), "temperature": 0.5,
                             "seed": None})

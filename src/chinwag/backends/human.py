@@ -20,7 +20,7 @@ import jsonschema
 
 from chinwag.backends.base import Capabilities, LanguageBackend, ModelInfo
 from chinwag.backends.stops import StopScanner
-from chinwag.errors import Cancelled, InvalidParams, SchemaError
+from chinwag.errors import Cancelled, ContextOverflow, InvalidParams, SchemaError
 from chinwag.prompting import ChatFormat, Speakers, resolve_chat_format
 from chinwag.types import Choice, Done, EventStream, Message, SamplingParams, TokenEvent, Usage
 
@@ -43,6 +43,7 @@ class HumanBackend(LanguageBackend):
         name: shown in ``chinwag models`` and the OpenAI API.
 
     Raises from ``generate``:
+        ContextOverflow: the prompt's estimated tokens do not fit in ``context_length``.
         Cancelled: the input ended (Ctrl-D) before a reply.
         SchemaError: the schema is invalid, or the reply broke it ``ATTEMPTS`` times.
     """
@@ -100,6 +101,9 @@ class HumanBackend(LanguageBackend):
                 jsonschema.Draft202012Validator.check_schema(params.json_schema)
             except jsonschema.SchemaError as e:
                 raise SchemaError(f"not a valid JSON Schema: {e.message}") from None
+        prompt_tokens = self.count_tokens(prompt)
+        if prompt_tokens >= self._context_length:
+            raise ContextOverflow(prompt_tokens, self._context_length)
         with self._lock:
             self._show(f"\n--- prompt ---\n{self._new_part(prompt)}\n--- your reply "
                        f"(one line) ---\n")

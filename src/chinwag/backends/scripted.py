@@ -18,8 +18,10 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import jsonschema
+
 from chinwag.backends.base import Capabilities, LanguageBackend, ModelInfo
-from chinwag.errors import ContextOverflow, InvalidParams
+from chinwag.errors import ContextOverflow, InvalidParams, SchemaError
 from chinwag.prompting.base import ChatFormat, Speakers
 from chinwag.prompting.transcript import TranscriptFormat
 from chinwag.types import Choice, Done, EventStream, Message, SamplingParams, TokenEvent, Usage
@@ -46,7 +48,9 @@ class ScriptedBackend(LanguageBackend):
     """Replays queued replies word by word; records every request in ``requests``.
 
     Token counting is a word count (whitespace-separated pieces), which keeps tests readable.
-    With nothing queued, ``generate`` answers ``default_reply``.
+    With nothing queued, ``generate`` answers ``default_reply``. A ``json_schema`` is checked for
+    validity (``SchemaError``) and the scripted reply is replayed as it is: queue the JSON the
+    model should produce, or broken JSON to test what happens when a model is cut short.
 
     Args:
         replies: replies to queue at once.
@@ -55,7 +59,7 @@ class ScriptedBackend(LanguageBackend):
         chat_format: how ``chat`` renders messages (default: the transcript format).
     """
 
-    capabilities = Capabilities(json_schema=False, choose=True, exact_token_count=True)
+    capabilities = Capabilities(json_schema=True, choose=True, exact_token_count=True)
 
     def __init__(self, replies: Iterable[str] = (), *, context_length: int = 2048,
                  default_reply: str = "...", chat_format: ChatFormat | None = None) -> None:
@@ -82,6 +86,11 @@ class ScriptedBackend(LanguageBackend):
         return len(_PIECES.findall(text))
 
     def generate(self, prompt: str, params: SamplingParams) -> EventStream:
+        if params.json_schema is not None:
+            try:
+                jsonschema.Draft202012Validator.check_schema(params.json_schema)
+            except jsonschema.SchemaError as e:
+                raise SchemaError(f"not a valid JSON Schema: {e.message}") from None
         prompt_tokens = self.count_tokens(prompt)
         if prompt_tokens >= self._context_length:
             raise ContextOverflow(prompt_tokens, self._context_length)

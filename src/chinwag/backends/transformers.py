@@ -32,7 +32,16 @@ from chinwag.errors import (
     SchemaError,
 )
 from chinwag.prompting import ChatFormat, Speakers, resolve_chat_format
-from chinwag.types import Choice, Done, EventStream, Message, SamplingParams, TokenEvent, Usage
+from chinwag.types import (
+    Choice,
+    Done,
+    EventStream,
+    FinishReason,
+    Message,
+    SamplingParams,
+    TokenEvent,
+    Usage,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -176,6 +185,8 @@ class TransformersBackend(LanguageBackend):
             if n_threads < 1:
                 raise ConfigError(f"n_threads must be >= 1, got {n_threads}")
             torch.set_num_threads(n_threads)
+        if chat_format:  # an unknown name fails now, not after a long load
+            resolve_chat_format(model_template=None, requested=chat_format)
         self._folder, self._gguf_file = locate_model(model, gguf_file)
         self._name = (Path(self._gguf_file).stem if self._gguf_file
                       else str(model) if not Path(model).expanduser().is_dir()
@@ -218,9 +229,8 @@ class TransformersBackend(LanguageBackend):
             model = transformers.AutoModelForCausalLM.from_pretrained(
                 self._folder, dtype=torch_dtype, **kwargs)
         except Exception as e:  # transformers raises OSError, ValueError, KeyError, ...
-            first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
             raise ModelLoadError(f"transformers could not load {where}: "
-                                 f"{type(e).__name__}: {first}") from None
+                                 f"{type(e).__name__}: {_first_line(str(e))}") from None
         model.eval()
         tokenizer.model_max_length = 1 << 62  # we check lengths against n_ctx ourselves
         return model, tokenizer
@@ -288,7 +298,7 @@ class TransformersBackend(LanguageBackend):
         scanner = StopScanner(params.stop)
         detokenizer = _Detokenizer(self._tokenizer, ids[-_DETOKENIZE_CONTEXT:])
         n_generated = 0
-        reason = "stop"
+        reason: FinishReason = "stop"
         with self._lock:
             tokens = self._tokens(model, ids, params, matcher)
             try:
@@ -307,8 +317,7 @@ class TransformersBackend(LanguageBackend):
                     yield TokenEvent(tail)
             finally:
                 tokens.close()
-        yield Done("stop" if scanner.stopped else reason,  # type: ignore[arg-type]
-                   Usage(len(ids), n_generated))
+        yield Done("stop" if scanner.stopped else reason, Usage(len(ids), n_generated))
 
     def _tokens(self, model: Any, ids: list[int], params: SamplingParams,
                 matcher: LLMatcher | None) -> Generator[int, None, None]:
@@ -331,7 +340,8 @@ class TransformersBackend(LanguageBackend):
             if token in self._eos_ids:
                 return
             if matcher is not None and not matcher.consume_token(token):
-                raise BackendError(f"the JSON grammar refused a token: {matcher.get_error()}")
+                raise BackendError("the JSON grammar refused a token: "
+                                   f"{_first_line(matcher.get_error())}")
             history.append(token)
             yield token
             if matcher is not None and matcher.is_stopped():
@@ -370,7 +380,7 @@ class TransformersBackend(LanguageBackend):
             schema or {"type": "object"}, overrides={"whitespace_pattern": _JSON_WHITESPACE})
         matcher = llguidance.LLMatcher(self._guidance_tokenizer(), grammar, log_level=0)
         if matcher.is_error():
-            raise SchemaError(f"this JSON Schema is not supported: {matcher.get_error()}")
+            raise SchemaError(f"this JSON Schema is not supported: {matcher.get_error()[:500]}")
         return matcher
 
     def _guidance_tokenizer(self) -> LLTokenizer:
@@ -419,21 +429,19 @@ class TransformersBackend(LanguageBackend):
             shared = next((i for i, (a, b) in enumerate(zip(base, full, strict=False)) if a != b),
                           min(len(base), len(full)))
             start = max(1, min(shared, len(full) - 1))
-            scores.append(math.fsum(self.logprobs(full, start, model=model)))
+            scores.append(math.fsum(self._logprobs(model, full, start)))
         best = max(range(len(options)), key=scores.__getitem__)
         return Choice(index=best, option=options[best], logprob=scores[best], scores=scores)
 
-    def logprobs(self, tokens: list[int], start: int, *, model: Any = None) -> list[float]:
-        """Natural-log probability of each of ``tokens[start:]`` given the tokens before it.
-
-        Args:
-            tokens: a whole token sequence (prompt then continuation).
-            start: index of the first token to score (>= 1: the first token has no context).
+    def _logprobs(self, model: Any, tokens: list[int], start: int) -> list[float]:
+        """Natural-log probability of each of ``tokens[start:]`` given the tokens before it,
+        from one forward pass over ``tokens`` (a prompt then its continuation; ``start`` >= 1:
+        the first token has no context).
 
         Raises:
             InvalidParams: ``start`` is out of range.
             ContextOverflow: the tokens do not fit in the context window.
-            BackendError: the backend was closed, or the model failed.
+            BackendError: the model failed.
         """
         import torch
 
@@ -441,7 +449,6 @@ class TransformersBackend(LanguageBackend):
             raise InvalidParams(f"start must be in [1, {len(tokens)}], got {start}")
         if len(tokens) > self._n_ctx:
             raise ContextOverflow(len(tokens), self._n_ctx)
-        model = model or self._require_model()
         keep = len(tokens) - start + 1
         extra = {"logits_to_keep": keep} if self._keeps_logits else {}
         with self._lock, torch.inference_mode():
@@ -477,6 +484,10 @@ class TransformersBackend(LanguageBackend):
         self._model = None
 
 
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0][:300] if text.strip() else ""
+
+
 def _accepts_logits_to_keep(model: Any) -> bool:
     """Whether the model's ``forward`` can compute logits for the last positions only."""
     import inspect
@@ -497,7 +508,7 @@ def _apply_grammar(logits: torch.Tensor, matcher: LLMatcher) -> None:
 
     allowed = torch.frombuffer(bytearray(matcher.compute_logit_bias()), dtype=torch.uint8)
     if matcher.is_error():
-        raise BackendError(f"the JSON grammar failed: {matcher.get_error()}")
+        raise BackendError(f"the JSON grammar failed: {_first_line(matcher.get_error())}")
     n = min(allowed.numel(), logits.numel())
     logits[:n].masked_fill_(allowed[:n] == 0, -math.inf)
     logits[n:] = -math.inf
