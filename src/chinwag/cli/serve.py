@@ -65,7 +65,12 @@ def serve(
                              n_threads=threads, api_key=api_key, max_queue=max_queue, db=db,
                              parallel=parallel, kv_cache_ram=kv_cache_ram,
                              kv_cache_dir=kv_cache_dir)
-    personas = sorted(load_personas(settings.user_personas_dir()))  # fail early on a bad file
+    loaded = load_personas(settings.user_personas_dir())  # fail early on a bad file
+    personas = sorted(loaded)
+    for name in personas:
+        if loaded[name].llm and loaded[name].llm != settings.llm:
+            console.print(f"[yellow]note:[/] persona {name} names LLM {loaded[name].llm!r}; "
+                          f"chinwag serve runs every persona on its one LLM (--llm)")
     Store(settings.db_path()).close()  # and on a database that cannot be used
     backend = open_backend(settings)
     try:
