@@ -88,19 +88,24 @@ def start_server(tmp: Path, *args: str, env: dict[str, str] | None = None) -> Se
             [sys.executable, "-m", "chinwag", "serve", "--host", "127.0.0.1", "--port",
              str(port), "--n-ctx", "2048", *args], stdout=out, stderr=subprocess.STDOUT,
             env=full_env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    return wait_until_healthy(Server(f"http://127.0.0.1:{port}", process, log), "chinwag serve")
+
+
+def wait_until_healthy(server: Server, name: str, seconds: float = 120) -> Server:
+    """Wait until ``server``'s ``/health`` answers 200; raise with its log if it exits or
+    does not answer in time."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"chinwag serve exited: {log.read_text()}")
+        if server.process.poll() is not None:
+            raise RuntimeError(f"{name} exited: {server.log.read_text()[-3000:]}")
         try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return Server(url, process, log)
+            if httpx.get(f"{server.url}/health", timeout=2).status_code == 200:
+                return server
         except httpx.HTTPError:
             pass
         time.sleep(0.3)
-    process.kill()
-    raise RuntimeError(f"chinwag serve did not start: {log.read_text()}")
+    server.process.kill()
+    raise RuntimeError(f"{name} did not start: {server.log.read_text()[-3000:]}")
 
 
 def stop_server(server: Server) -> None:
@@ -170,20 +175,6 @@ def llama_server(model_path: Path, tmp_path_factory: pytest.TempPathFactory
              "-c", "4096", "-np", "2", "-t", "2", "--no-webui"],
             stdout=out, stderr=subprocess.STDOUT,
             env={**os.environ, "LD_LIBRARY_PATH": str(binary.parent)})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"llama-server exited: {log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    else:
-        process.kill()
-        raise RuntimeError(f"llama-server did not start: {log.read_text()[-3000:]}")
-    server = Server(url, process, log)
+    server = wait_until_healthy(Server(f"http://127.0.0.1:{port}", process, log), "llama-server")
     yield server
     stop_server(server)

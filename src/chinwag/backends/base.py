@@ -12,8 +12,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import jsonschema
+
+from chinwag.errors import SchemaError
 from chinwag.prompting.base import ChatFormat, Prompt, Speakers
 from chinwag.types import Choice, EventStream, Message, SamplingParams
+
+
+def check_json_schema(schema: dict[str, Any] | None) -> None:
+    """Check that ``schema`` (when given) is a valid JSON Schema, by the metaschema of its
+    ``$schema`` draft (2020-12 when it names none).
+
+    Raises:
+        SchemaError: it is not valid (the message says where).
+    """
+    if schema is None:
+        return
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as e:
+        raise SchemaError(f"not a valid JSON Schema: {e.message}") from None
 
 
 @dataclass(frozen=True)

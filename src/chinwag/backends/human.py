@@ -18,7 +18,7 @@ from typing import TextIO
 
 import jsonschema
 
-from chinwag.backends.base import Capabilities, LanguageBackend, ModelInfo
+from chinwag.backends.base import Capabilities, LanguageBackend, ModelInfo, check_json_schema
 from chinwag.backends.stops import StopScanner
 from chinwag.errors import Cancelled, ContextOverflow, InvalidParams, SchemaError
 from chinwag.prompting import ChatFormat, Speakers, resolve_chat_format
@@ -96,11 +96,7 @@ class HumanBackend(LanguageBackend):
         return fresh
 
     def generate(self, prompt: str, params: SamplingParams) -> EventStream:
-        if params.json_schema is not None:
-            try:
-                jsonschema.Draft202012Validator.check_schema(params.json_schema)
-            except jsonschema.SchemaError as e:
-                raise SchemaError(f"not a valid JSON Schema: {e.message}") from None
+        check_json_schema(params.json_schema)
         prompt_tokens = self.count_tokens(prompt)
         if prompt_tokens >= self._context_length:
             raise ContextOverflow(prompt_tokens, self._context_length)

@@ -33,7 +33,7 @@ from typing import Any, Literal
 import httpx
 import jsonschema
 
-from chinwag.backends.base import Capabilities, LanguageBackend, ModelInfo
+from chinwag.backends.base import Capabilities, LanguageBackend, ModelInfo, check_json_schema
 from chinwag.backends.remote import RemoteClient, says_context_overflow
 from chinwag.backends.stops import StopScanner
 from chinwag.errors import (
@@ -180,14 +180,14 @@ class OpenAIBackend(LanguageBackend):
         return {**body, **self._extra}
 
     def generate(self, prompt: str, params: SamplingParams) -> EventStream:
-        _check_schema(params.json_schema)
+        check_json_schema(params.json_schema)
         body = {**self._body(params), "prompt": prompt}
         return self._stream("/completions", body, params, lambda c: c.get("text"))
 
     def generate_chat(self, prompt: Prompt, params: SamplingParams) -> EventStream:
         if self.api == "completions" or not prompt.messages:
             return self.generate(prompt.text, params)
-        _check_schema(params.json_schema)
+        check_json_schema(params.json_schema)
         body = {**self._body(params),
                 "messages": [{"role": m.role, "content": m.content} for m in prompt.messages]}
         return self._stream("/chat/completions", body, params,
@@ -328,15 +328,6 @@ def _token_count(answer: Any) -> int:
         if isinstance(answer.get("tokens"), list):
             return len(answer["tokens"])
     raise ValueError(f"not a tokenize answer: {str(answer)[:100]}")
-
-
-def _check_schema(schema: dict[str, Any] | None) -> None:
-    if schema is None:
-        return
-    try:
-        jsonschema.Draft202012Validator.check_schema(schema)
-    except jsonschema.SchemaError as e:
-        raise SchemaError(f"not a valid JSON Schema: {e.message}") from None
 
 
 def _validate(schema: dict[str, Any], text: str, where: str) -> None:

@@ -36,7 +36,7 @@ import jsonschema
 from jinja2 import StrictUndefined, TemplateError, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from chinwag.backends.base import Capabilities, LanguageBackend, ModelInfo
+from chinwag.backends.base import Capabilities, LanguageBackend, ModelInfo, check_json_schema
 from chinwag.backends.remote import RemoteClient, says_context_overflow
 from chinwag.backends.stops import StopScanner
 from chinwag.errors import (
@@ -226,10 +226,7 @@ class HttpBackend(LanguageBackend):
                 raise SchemaError("this http backend's config has no schema_key, so it cannot "
                                   "enforce a JSON Schema (llama.cpp's /completion takes "
                                   "'json_schema')")
-            try:
-                jsonschema.Draft202012Validator.check_schema(params.json_schema)
-            except jsonschema.SchemaError as e:
-                raise SchemaError(f"not a valid JSON Schema: {e.message}") from None
+            check_json_schema(params.json_schema)
         prompt_tokens = self.count_tokens(prompt) if self.tokenize_path else None
         if prompt_tokens is not None and prompt_tokens >= self._context_length:
             raise ContextOverflow(prompt_tokens, self._context_length)

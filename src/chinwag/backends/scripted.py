@@ -18,10 +18,8 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import jsonschema
-
-from chinwag.backends.base import Capabilities, LanguageBackend, ModelInfo
-from chinwag.errors import ContextOverflow, InvalidParams, SchemaError
+from chinwag.backends.base import Capabilities, LanguageBackend, ModelInfo, check_json_schema
+from chinwag.errors import ContextOverflow, InvalidParams
 from chinwag.prompting.base import ChatFormat, Speakers
 from chinwag.prompting.transcript import TranscriptFormat
 from chinwag.types import Choice, Done, EventStream, Message, SamplingParams, TokenEvent, Usage
@@ -86,11 +84,7 @@ class ScriptedBackend(LanguageBackend):
         return len(_PIECES.findall(text))
 
     def generate(self, prompt: str, params: SamplingParams) -> EventStream:
-        if params.json_schema is not None:
-            try:
-                jsonschema.Draft202012Validator.check_schema(params.json_schema)
-            except jsonschema.SchemaError as e:
-                raise SchemaError(f"not a valid JSON Schema: {e.message}") from None
+        check_json_schema(params.json_schema)
         prompt_tokens = self.count_tokens(prompt)
         if prompt_tokens >= self._context_length:
             raise ContextOverflow(prompt_tokens, self._context_length)

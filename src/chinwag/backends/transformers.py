@@ -20,7 +20,7 @@ from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from chinwag.backends.base import Capabilities, LanguageBackend, ModelInfo
+from chinwag.backends.base import Capabilities, LanguageBackend, ModelInfo, check_json_schema
 from chinwag.backends.stops import StopScanner
 from chinwag.errors import (
     BackendError,
@@ -365,12 +365,7 @@ class TransformersBackend(LanguageBackend):
             SchemaError: not a valid JSON Schema, llguidance is missing, or the schema uses
                 what llguidance cannot enforce.
         """
-        import jsonschema
-
-        try:
-            jsonschema.validators.validator_for(schema).check_schema(schema)
-        except jsonschema.SchemaError as e:
-            raise SchemaError(f"not a valid JSON Schema: {e.message}") from None
+        check_json_schema(schema)
         try:
             import llguidance
         except ImportError:
