@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from chinwag.backends.config import find_llm_config, load_llm_config
 from chinwag.chat.persona import load_personas
 from chinwag.cli.common import (
     ChatFormatOpt,
@@ -68,9 +69,10 @@ def serve(
     loaded = load_personas(settings.user_personas_dir())  # fail early on a bad file
     personas = sorted(loaded)
     for name in personas:
-        if loaded[name].llm and loaded[name].llm != settings.llm:
-            console.print(f"[yellow]note:[/] persona {name} names LLM {loaded[name].llm!r}; "
-                          f"chinwag serve runs every persona on its one LLM (--llm)")
+        ref = loaded[name].llm
+        if ref and ref != settings.llm:
+            load_llm_config(find_llm_config(ref, settings))  # fail early on a bad one
+            console.print(f"persona {name} runs on LLM {ref!r} (its llm:)")
     Store(settings.db_path()).close()  # and on a database that cannot be used
     backend = open_backend(settings)
     try:

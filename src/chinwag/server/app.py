@@ -122,6 +122,7 @@ def create_app(settings: Settings, backend: LanguageBackend | None = None, *,
             yield
         finally:
             await state.drain()
+            state.close_persona_models()
             state.queue.close()
             state.store.close()
             if close_backend if close_backend is not None else backend is None:

@@ -105,19 +105,20 @@ async def chat_completions(body: ChatCompletionRequest, state: State, request: R
     messages = [m.to_message() for m in body.messages]
     preamble = persona.preamble(body.user) if persona else []
     speakers = persona.speakers(body.user) if persona else Speakers()
-    chat_format = state.backend.format_for(persona.chat_format if persona else None)
+    backend = state.model_for(persona)[0]
+    chat_format = backend.format_for(persona.chat_format if persona else None)
     asked = body.max_completion_tokens or body.max_tokens
-    fitted = fit_messages(state.backend, preamble, messages, speakers=speakers,
+    fitted = fit_messages(backend, preamble, messages, speakers=speakers,
                           chat_format=chat_format, reserve=asked or 0,
                           drop=body.truncation == "auto")
-    room = state.backend.context_length - fitted.prompt_tokens
+    room = backend.context_length - fitted.prompt_tokens
     if asked is None and params.max_tokens > room:
         params = params.with_(max_tokens=max(room, 1))
     if room < 1:
-        raise ContextOverflow(fitted.prompt_tokens, state.backend.context_length)
+        raise ContextOverflow(fitted.prompt_tokens, backend.context_length)
     stop = tuple(dict.fromkeys((*params.stop, *fitted.prompt.stop)))
     events = _tidy(state.generate(fitted.prompt, params.with_(stop=stop),
-                                  requester(request, body.user)))
+                                  requester(request, body.user), persona))
     first, rest = await _first_then_rest(events)
     rid, created, model = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), body.model or \
         state.model_id
@@ -173,7 +174,7 @@ async def completions(body: CompletionRequest, state: State,
     else:
         prompt = body.prompt
     first, rest = await _first_then_rest(state.generate(prompt, params,
-                                                        requester(request, body.user)))
+                                                        requester(request, body.user), persona))
     rid, created, model = f"cmpl-{uuid.uuid4().hex}", int(time.time()), body.model or \
         state.model_id
     if not body.stream:

@@ -30,6 +30,20 @@ log = logging.getLogger("chinwag.server")
 
 
 @dataclass
+class PersonaModel:
+    """An LLM that some personas name (``llm:`` in the persona file), other than the server's
+    own, with its own line.
+
+    Attributes:
+        backend: the LLM.
+        queue: the line for it (its places are its ``max_parallel``).
+    """
+
+    backend: LanguageBackend
+    queue: GenerationQueue
+
+
+@dataclass
 class ServerState:
     """Everything the routes share.
 
@@ -41,6 +55,8 @@ class ServerState:
         queue: the line for the model.
         metrics: Prometheus metrics.
         store: the conversation database (server-side memory of the persona endpoints).
+        persona_models: the LLMs personas name other than the server's own, by the name or
+            file the personas give (``llm:``).
         turn_locks: one lock per stored conversation, so that its turns never overlap.
         background: summaries being written after their replies were sent.
     """
@@ -52,24 +68,45 @@ class ServerState:
     queue: GenerationQueue
     metrics: Metrics
     store: Store
+    persona_models: dict[str, PersonaModel] = field(default_factory=dict)
     turn_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     background: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
     def build(cls, settings: Settings, backend: LanguageBackend) -> ServerState:
-        """Load the personas and open the database.
+        """Load the personas, the LLMs they name (other than ``backend``), and open the
+        database.
 
         Raises:
             PersonaError: a persona file cannot be loaded.
+            ConfigError, ModelError, BackendError: an LLM a persona names cannot be loaded.
             StoreError: the database cannot be opened (a newer schema, a corrupt file).
         """
+        from chinwag.backends.config import open_llm
+
         metrics = Metrics(backend.cache_stats)
         personas = load_personas(settings.user_personas_dir())
-        return cls(settings=settings, backend=backend, model_id=backend.info().name,
-                   personas=personas,
-                   queue=GenerationQueue(settings.max_queue, metrics.queue_depth.set,
-                                         parallel=backend.max_parallel),
-                   metrics=metrics, store=Store(settings.db_path()))
+        models: dict[str, PersonaModel] = {}
+        try:
+            for ref in sorted({p.llm for p in personas.values() if p.llm} - {settings.llm}):
+                extra = open_llm(ref, settings)
+                models[ref] = PersonaModel(extra, GenerationQueue(
+                    settings.max_queue, lambda depth: None, parallel=extra.max_parallel))
+                log.info("personas naming LLM %r run on %s", ref, extra.info().name)
+            return cls(settings=settings, backend=backend, model_id=backend.info().name,
+                       personas=personas,
+                       queue=GenerationQueue(settings.max_queue, metrics.queue_depth.set,
+                                             parallel=backend.max_parallel),
+                       metrics=metrics, store=Store(settings.db_path()), persona_models=models)
+        except BaseException:
+            for model in models.values():
+                model.backend.close()
+            raise
+
+    def model_for(self, persona: Persona | None) -> tuple[LanguageBackend, GenerationQueue]:
+        """The LLM a persona runs on and its line: the one it names, else the server's."""
+        named = self.persona_models.get(persona.llm or "") if persona is not None else None
+        return (named.backend, named.queue) if named else (self.backend, self.queue)
 
     def persona(self, name: str) -> Persona:
         """The persona called ``name``.
@@ -93,18 +130,20 @@ class ServerState:
         return self.persona(model)
 
     async def generate(self, prompt: str | Prompt, params: SamplingParams,
-                       who: str = "") -> AsyncIterator[Event]:
+                       who: str = "", persona: Persona | None = None) -> AsyncIterator[Event]:
         """Stream a raw completion of text, or the reply to a rendered chat, through the
-        queue (in ``who``'s line, see ``requester``), recording metrics when it ends."""
+        queue (in ``who``'s line, see ``requester``) of the LLM ``persona`` runs on,
+        recording metrics when it ends."""
         started = time.perf_counter()
         first: float | None = None
+        backend, queue = self.model_for(persona)
 
         def start() -> EventStream:
             if isinstance(prompt, Prompt):
-                return self.backend.generate_chat(prompt, params)
-            return self.backend.generate(prompt, params)
+                return backend.generate_chat(prompt, params)
+            return backend.generate(prompt, params)
 
-        async for event in self.queue.stream(start, who):
+        async for event in queue.stream(start, who):
             if isinstance(event, Done):
                 now = time.perf_counter()
                 ttft = None if first is None else first - started
@@ -130,11 +169,11 @@ class ServerState:
                 raise InvalidParams(f"conversation {conversation} is not one of "
                                     f"{user or 'anyone'}'s with {persona.name}",
                                     param="conversation")
-            return Chatbot(self.backend, persona, user=found.user, store=self.store,
-                           conversation=found)
+            return Chatbot(self.model_for(persona)[0], persona, user=found.user,
+                           store=self.store, conversation=found)
         if user is None:
-            return Chatbot(self.backend, persona)
-        return Chatbot(self.backend, persona, user=user, store=self.store,
+            return Chatbot(self.model_for(persona)[0], persona)
+        return Chatbot(self.model_for(persona)[0], persona, user=user, store=self.store,
                        conversation=self.store.conversation_for(persona.name, user))
 
     async def chat_turn(self, chatbot: Chatbot, text: str,
@@ -152,7 +191,8 @@ class ServerState:
             started = time.perf_counter()
             first: float | None = None
             line = f"user:{chatbot.user}" if chatbot.user else who
-            async for piece in self.queue.stream(lambda: chatbot.send(text), line):
+            queue = self.model_for(chatbot.persona)[1]
+            async for piece in queue.stream(lambda: chatbot.send(text), line):
                 if first is None:
                     first = time.perf_counter()
                 yield piece
@@ -168,8 +208,9 @@ class ServerState:
 
     async def _summarize(self, chatbot: Chatbot) -> None:
         try:
-            async for _ in self.queue.stream(lambda: iter([chatbot.update_summary()]),
-                                             f"user:{chatbot.user}"):
+            queue = self.model_for(chatbot.persona)[1]
+            async for _ in queue.stream(lambda: iter([chatbot.update_summary()]),
+                                        f"user:{chatbot.user}"):
                 pass
         except ChinwagError as e:
             log.warning("summary of conversation %s not updated: %s",
@@ -181,9 +222,16 @@ class ServerState:
             await asyncio.gather(*self.background, return_exceptions=True)
 
     def close(self) -> None:
+        self.close_persona_models()
         self.queue.close()
         self.backend.close()
         self.store.close()
+
+    def close_persona_models(self) -> None:
+        """Stop the lines of the LLMs personas name and free them."""
+        for model in self.persona_models.values():
+            model.queue.close()
+            model.backend.close()
 
 
 def requester(request: Any, user: str | None = None) -> str:
