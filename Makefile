@@ -44,6 +44,7 @@ bench: $(TEST_STAMP)
 	$(PY) bench/server.py
 	$(PY) bench/concurrency.py
 	$(PY) bench/memory.py
+	$(PY) bench/backends.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache src/*.egg-info
