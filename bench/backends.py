@@ -15,19 +15,15 @@ Prints the figures, writes ``bench/results/backends.json`` and ends with
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
-
-import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from chinwag.models import resolve_model
 from chinwag.settings import Settings
-from common import chinwag_server, llama_server, write_results
+from common import chinwag_server, llama_server, stream_timed, write_results
 
 PROMPT = ("Once upon a time, in a small village called Limbo, there lived an old woman named "
           "Bertha. Every morning she")
@@ -39,18 +35,7 @@ def stream_once(url: str, model: str, tokens: int, seed: int) -> dict[str, float
     both seen by the client."""
     body = {"model": model, "prompt": PROMPT, "max_tokens": tokens, "seed": seed,
             "stream": True, **SAMPLING}
-    start = time.perf_counter()
-    stamps: list[float] = []
-    with httpx.stream("POST", f"{url}/v1/completions", json=body, timeout=120) as response:
-        response.raise_for_status()
-        for line in response.iter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            if chunk.get("choices") and chunk["choices"][0].get("text"):
-                stamps.append(time.perf_counter())
-    return {"tok_s": (len(stamps) - 1) / (stamps[-1] - stamps[0]),
-            "ttft_s": stamps[0] - start, "pieces": len(stamps)}
+    return stream_timed(url, body)
 
 
 def main() -> None:

@@ -136,3 +136,20 @@ def stream(url: str, body: dict[str, object],
                     text += piece
                     pieces += 1
     return first, text, pieces, usage
+
+
+def stream_timed(url: str, body: dict[str, object]) -> dict[str, float]:
+    """One streamed ``/v1/completions`` request: decode tok/s (first to last text piece) and
+    time to first piece, both as the client sees them."""
+    start = time.perf_counter()
+    stamps: list[float] = []
+    with httpx.stream("POST", f"{url}/v1/completions", json=body, timeout=120) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if chunk.get("choices") and chunk["choices"][0].get("text"):
+                stamps.append(time.perf_counter())
+    return {"tok_s": (len(stamps) - 1) / (stamps[-1] - stamps[0]),
+            "ttft_s": stamps[0] - start, "pieces": len(stamps)}

@@ -15,10 +15,8 @@ Prints the figures, writes ``bench/results/server.json`` and ends with the lines
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -26,7 +24,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from chinwag.models import resolve_model
 from chinwag.settings import Settings
-from common import RESULTS, chinwag_server, llama_server, write_results
+from common import RESULTS, chinwag_server, llama_server, stream_timed, write_results
 
 PROMPT = ("Once upon a time, in a small village called Limbo, there lived an old woman named "
           "Bertha. Every morning she")
@@ -38,18 +36,7 @@ def stream_once(url: str, model: str, tokens: int, seed: int) -> dict[str, float
     """One streamed completion; its decode tok/s and time to first token (client side)."""
     body = {"model": model, "prompt": PROMPT, "max_tokens": tokens, "seed": seed,
             "stream": True, "cache_prompt": False, **SAMPLING}
-    start = time.perf_counter()
-    stamps: list[float] = []
-    with httpx.stream("POST", f"{url}/v1/completions", json=body, timeout=120) as response:
-        response.raise_for_status()
-        for line in response.iter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            if chunk.get("choices") and chunk["choices"][0].get("text"):
-                stamps.append(time.perf_counter())
-    return {"tok_s": (len(stamps) - 1) / (stamps[-1] - stamps[0]),
-            "ttft_s": stamps[0] - start, "pieces": len(stamps)}
+    return stream_timed(url, body)
 
 
 def main() -> None:
