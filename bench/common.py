@@ -153,3 +153,36 @@ def stream_timed(url: str, body: dict[str, object]) -> dict[str, float]:
                 stamps.append(time.perf_counter())
     return {"tok_s": (len(stamps) - 1) / (stamps[-1] - stamps[0]),
             "ttft_s": stamps[0] - start, "pieces": len(stamps)}
+
+
+def scrape(url: str) -> dict[str, float]:
+    """A server's ``/metrics`` (Prometheus text format) as ``{"name{labels}": value}``."""
+    values: dict[str, float] = {}
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            try:
+                values[name] = float(value)
+            except ValueError:
+                continue
+    return values
+
+
+def batched_bench(model: Path, threads: int, prompt_tokens: int, gen_tokens: int,
+                  levels: tuple[int, ...]) -> dict[int, float]:
+    """llama.cpp's ``llama-batched-bench`` (no HTTP, no sampling): its generation rate
+    (``S_TG``, tokens per second) at each number of parallel sequences."""
+    folder = build_llama_server()
+    n_ctx = max(levels) * (prompt_tokens + gen_tokens) + 256
+    out = subprocess.run(
+        [str(folder / "llama-batched-bench"), "-m", str(model), "-c", str(n_ctx), "-b", "2048",
+         "-ub", "512", "-npp", str(prompt_tokens), "-ntg", str(gen_tokens), "-npl",
+         ",".join(map(str, levels)), "-t", str(threads)],
+        env={**os.environ, "LD_LIBRARY_PATH": str(folder)}, capture_output=True, text=True,
+        check=True)
+    rates: dict[int, float] = {}
+    for line in out.stdout.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 8 and cells[2].isdigit():  # PP | TG | B | N_KV | T_PP | S_PP | T_TG | S_TG
+            rates[int(cells[2])] = float(cells[7])
+    return rates

@@ -1,48 +1,70 @@
-"""Many people at once: ``chinwag serve`` against llama.cpp's own server, in one run.
+"""Many people at once: ``chinwag serve`` against llama.cpp's own server, as an outside client
+sees them, each server alone on the machine while it is measured.
 
-Both servers run the embedded model with the same threads and 8 parallel sequences (chinwag
+Both run the embedded model with the same threads and 8 parallel sequences (chinwag
 ``--parallel 8 --n-ctx C``; llama-server ``-np 8 -c 8*C``, so each slot has C tokens).
 
+0. The ceiling: ``llama-batched-bench`` (no HTTP, no sampling) at 1, 4 and 8 sequences.
 1. Throughput: 1, 4 and 8 concurrent streams of ``--tokens`` tokens through ``/v1/completions``
-   (SSE); aggregate tokens per second (all tokens received / wall time). Both servers run side
-   by side and take turns, ``--rounds`` times (the median is reported): this machine's speed
-   drifts by 10-20% over minutes, which measuring one server after the other turned into
-   ratios anywhere from 0.7 to 1.2.
+   (SSE), aggregate completion tokens per second (all tokens received / wall time), twice:
+   with each server's own defaults (the same prompt, ``temperature`` 0.8 and a seed per
+   stream, nothing else) and with identical explicit sampling (``top_k`` 40, ``top_p`` 0.95,
+   ``min_p`` 0.05, ``repeat_penalty`` 1.0). Each round starts one server, measures it, stops it,
+   then does the same for the other (A B, then B A), ``--rounds`` times; medians are reported.
+   For chinwag, ``/metrics`` splits each run's wall time per step into decoding
+   (``llama_decode``), sampling, the rest of the step, and time between steps.
 2. Returning users: 16 users each holding a 6-turn chat through ``/v1/chat/completions``, each
    request carrying the whole history, turns interleaved round-robin; median time to first
    token of turns 2-6. llama-server runs with its defaults (RAM prompt cache on) and
    ``--no-jinja --chat-template gemma``.
-3. Returning users after a restart: 16 other conversations hold turns 1-3, both servers are
+3. Returning users after a restart: 16 other conversations hold turns 1-3, the server is
    stopped (SIGTERM) and started again (chinwag with the same ``--kv-cache-dir``, a fresh
    temporary folder for this run), then turn 4 of each; median time to first token of turn 4.
-4. Peak resident memory of each server (``VmHWM``, the largest of its processes).
+4. Abandoned requests (vLLM's ``test_request_cancellation``): ``--abandon`` streaming chat
+   requests at once, each closed by its client after 0.5 s, then one fresh request, retried
+   while it is refused: seconds from sending it to its answer.
+5. Peak resident memory of each server (``VmHWM``).
 
 Prints the figures, writes ``bench/results/concurrency.json`` and ends with the lines
-``ratio_agg_tok_s_8``, ``ratio_agg_tok_s_4`` (targets >= 1.00), ``ratio_ttft_returning``
-(target <= 1.00) and ``ratio_ttft_after_restart`` (target <= 0.35), each chinwag over
-llama-server.
+``ratio_agg_tok_s_{1,4,8}=X.XX`` (defaults) and ``ratio_agg_tok_s_{1,4,8}_matched=X.XX``
+(targets >= 1.00), ``ratio_ceiling_8_matched`` (chinwag's 8-stream rate over
+``llama-batched-bench``'s; stretch target >= 0.95), ``ratio_ttft_returning`` (target <= 1.00),
+``ratio_ttft_after_restart`` (target <= 0.35) and ``ratio_fresh_after_abandoned``; each
+chinwag over llama-server unless said otherwise.
 
-    .venv/bin/python bench/concurrency.py [--tokens 128] [--threads 2] [--n-ctx 2048] [--rounds 3]
+    .venv/bin/python bench/concurrency.py [--tokens 128] [--threads 2] [--n-ctx 2048]
+        [--rounds 3] [--abandon 200]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from chinwag.models import resolve_model
 from chinwag.settings import load_settings
-from common import Served, chinwag_server, llama_server, peak_rss_mib, stream, write_results
+from common import (
+    Served,
+    batched_bench,
+    chinwag_server,
+    llama_server,
+    peak_rss_mib,
+    scrape,
+    stream,
+    write_results,
+)
 
 PROMPT = "Once upon a time, in a small village called Limbo, there lived"
 SYSTEM = ("You are Bertha, an old villager who has lived all her life in the village of Limbo. "
@@ -54,16 +76,28 @@ SYSTEM = ("You are Bertha, an old villager who has lived all her life in the vil
 QUESTIONS = ["Hello! Who are you?", "What is this village called?",
              "Where can I sleep tonight?", "Tell me about the mill.",
              "Have you seen a lost goat?", "Goodbye, and thank you!"]
+LEVELS = (1, 4, 8)
+SAMPLINGS: dict[str, dict[str, float]] = {
+    "defaults": {},
+    "matched": {"top_k": 40, "top_p": 0.95, "min_p": 0.05, "repeat_penalty": 1.0},
+}
+ENGINE = ("chinwag_engine_steps_total", "chinwag_engine_decode_seconds_total",
+          "chinwag_engine_sample_seconds_total", "chinwag_engine_step_seconds_total",
+          "chinwag_engine_batch_tokens_total")
+
+Start = Callable[[], AbstractContextManager[Served]]
 
 
-def throughput(url: str, model: str, streams: int, tokens: int) -> float:
-    """Aggregate completion tokens per second of ``streams`` concurrent completions."""
+def throughput(url: str, model: str, streams: int, tokens: int,
+               sampling: dict[str, float]) -> dict[str, float]:
+    """``streams`` concurrent completions: aggregate completion tokens per second, the tokens
+    and the wall time."""
     counts = [0] * streams
 
     def one(i: int) -> None:
         body = {"model": model, "prompt": PROMPT, "max_tokens": tokens, "temperature": 0.8,
                 "seed": 100 + i, "stream": True, "stream_options": {"include_usage": True},
-                "top_k": 40, "top_p": 0.95, "repeat_penalty": 1.0}
+                **sampling}
         _, _, pieces, usage = stream(url, body, "/v1/completions")
         counts[i] = usage.get("completion_tokens", pieces)
 
@@ -73,7 +107,69 @@ def throughput(url: str, model: str, streams: int, tokens: int) -> float:
         t.start()
     for t in threads:
         t.join()
-    return sum(counts) / (time.perf_counter() - start)
+    wall = time.perf_counter() - start
+    return {"agg_tok_s": sum(counts) / wall, "tokens": sum(counts), "wall_s": wall}
+
+
+def step_split(before: dict[str, float], after: dict[str, float], wall: float
+               ) -> dict[str, float]:
+    """Where chinwag's wall time went, per step, in ms, from its engine counters."""
+    d = {name: after.get(name, 0.0) - before.get(name, 0.0) for name in ENGINE}
+    steps = d["chinwag_engine_steps_total"] or 1.0
+    decode, sample = d["chinwag_engine_decode_seconds_total"], \
+        d["chinwag_engine_sample_seconds_total"]
+    step = d["chinwag_engine_step_seconds_total"]
+    return {"steps": d["chinwag_engine_steps_total"],
+            "tokens_per_step": d["chinwag_engine_batch_tokens_total"] / steps,
+            "decode_ms": 1000 * decode / steps, "sample_ms": 1000 * sample / steps,
+            "step_rest_ms": 1000 * (step - decode - sample) / steps,
+            "between_steps_ms": 1000 * (wall - step) / steps}
+
+
+def measure_throughput(name: str, url: Served, model: str, tokens: int
+                       ) -> dict[str, dict[int, dict[str, float]]]:
+    """Part 1 on a server that runs alone: every sampling at every level."""
+    out: dict[str, dict[int, dict[str, float]]] = {}
+    for label, sampling in SAMPLINGS.items():
+        out[label] = {}
+        for n in LEVELS:
+            before = scrape(url) if name == "chinwag" else {}
+            run = throughput(url, model, n, tokens, sampling)
+            if name == "chinwag":
+                run.update(step_split(before, scrape(url), run["wall_s"]))
+            out[label][n] = run
+            split = (f"; per step: decode {run['decode_ms']:.1f} ms, sampling "
+                     f"{run['sample_ms']:.1f} ms, rest of step {run['step_rest_ms']:.1f} ms, "
+                     f"between steps {run['between_steps_ms']:.1f} ms"
+                     if "decode_ms" in run else "")
+            print(f"  {name:12s} {label:8s} {n} stream(s): {run['agg_tok_s']:6.1f} tok/s "
+                  f"({run['tokens']:.0f} tokens){split}", flush=True)
+    return out
+
+
+def alternating_throughput(starts: dict[str, Start], tokens: int, rounds: int
+                           ) -> tuple[dict[str, dict[str, dict[int, dict[str, float]]]],
+                                      dict[str, float]]:
+    """Part 1: round after round, each server started alone, measured and stopped, in turn
+    (A B, B A, ...); the median of each figure over the rounds, and each server's peak
+    resident memory (MiB)."""
+    runs: dict[str, list[dict[str, dict[int, dict[str, float]]]]] = {n: [] for n in starts}
+    rss: dict[str, float] = {n: 0.0 for n in starts}
+    for r in range(rounds):
+        order = list(starts) if r % 2 == 0 else list(reversed(starts))
+        print(f"round {r + 1}/{rounds}:", flush=True)
+        for name in order:
+            with starts[name]() as url:
+                model = warm_up(url)
+                runs[name].append(measure_throughput(name, url, model, tokens))
+                rss[name] = max(rss[name], peak_rss_mib(url.pid))
+    medians: dict[str, dict[str, dict[int, dict[str, float]]]] = {}
+    for name, per_round in runs.items():
+        medians[name] = {label: {n: {key: statistics.median(run[label][n][key]
+                                                            for run in per_round)
+                                     for key in per_round[0][label][n]}
+                                 for n in LEVELS} for label in SAMPLINGS}
+    return medians, rss
 
 
 Chats = list[list[dict[str, str]]]
@@ -104,40 +200,21 @@ def chat_turns(url: str, model: str, chats: Chats, turns: range,
     return ttfts, cached
 
 
-Start = Callable[[], AbstractContextManager[Served]]
-
-
-def interleaved_throughput(servers: dict[str, tuple[Served, str]], tokens: int,
-                           rounds: int) -> dict[str, dict[int, float]]:
-    """Part 1 on servers running side by side (the idle one uses no CPU), taking turns level
-    by level for ``rounds`` rounds, so that drifts in the machine's speed hit both; the median
-    aggregate tok/s of each server at each level."""
-    runs: dict[str, dict[int, list[float]]] = {name: {1: [], 4: [], 8: []} for name in servers}
-    for r in range(rounds):
-        for n in (1, 4, 8):
-            order = list(servers) if r % 2 == 0 else list(reversed(servers))
-            for name in order:
-                url, model = servers[name]
-                runs[name][n].append(throughput(url, model, n, tokens))
-    for name in servers:
-        print(f"{name}: " + ", ".join(f"{n} stream(s) {statistics.median(v):.1f} tok/s"
-                                      for n, v in runs[name].items()), flush=True)
-    return {name: {n: statistics.median(v) for n, v in levels.items()}
-            for name, levels in runs.items()}
-
-
-def returning(url: Served, model: str) -> dict[str, object]:
-    """Part 2 on a running server."""
-    chats = new_chats(16)
-    chat_turns(url, model, chats, range(1), "traveller")
-    late, cached = chat_turns(url, model, chats, range(1, 6), "traveller")
+def returning(start: Start) -> dict[str, Any]:
+    """Part 2 on a server started for it."""
+    with start() as url:
+        model = warm_up(url)
+        chats = new_chats(16)
+        chat_turns(url, model, chats, range(1), "traveller")
+        late, cached = chat_turns(url, model, chats, range(1, 6), "traveller")
+        rss = peak_rss_mib(url.pid)
     print(f"  returning users: median ttft turns 2-6 {statistics.median(late) * 1000:.0f} ms, "
           f"median cached tokens {statistics.median(cached):.0f}", flush=True)
     return {"ttft_returning_s": late, "cached_tokens_returning": cached,
-            "ttft_returning_median_s": statistics.median(late)}
+            "ttft_returning_median_s": statistics.median(late), "peak_rss_returning_mib": rss}
 
 
-def after_restart(start: Start) -> dict[str, object]:
+def after_restart(start: Start) -> dict[str, Any]:
     """Part 3: turns 1-3 of 16 chats on one instance, turn 4 on a fresh one."""
     rss: list[float] = []
     chats = new_chats(16)
@@ -156,6 +233,48 @@ def after_restart(start: Start) -> dict[str, object]:
             "peak_rss_after_restart_mib": max(rss)}
 
 
+async def _abandon(url: str, model: str, n: int) -> None:
+    """``n`` streaming chat requests at once, each closed by its client after 0.5 s."""
+    body = {"model": model, "max_tokens": 256, "stream": True,
+            "messages": [{"role": "user", "content": "Tell me a very long story about goats."}]}
+
+    async def one(client: httpx.AsyncClient) -> None:
+        async def read() -> None:
+            async with client.stream("POST", f"{url}/v1/chat/completions", json=body) as reply:
+                async for _ in reply.aiter_bytes():
+                    pass
+
+        with suppress(TimeoutError, httpx.HTTPError):
+            await asyncio.wait_for(read(), 0.5)
+
+    limits = httpx.Limits(max_connections=n + 8, max_keepalive_connections=0)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        await asyncio.gather(*(one(client) for _ in range(n)))
+
+
+def abandoned(start: Start, n: int) -> dict[str, float]:
+    """Part 4 on a server started for it: seconds from the fresh request to its answer, and
+    how many tries were refused."""
+    with start() as url:
+        model = warm_up(url)
+        asyncio.run(_abandon(url, model, n))
+        fresh = {"model": model, "max_tokens": 16, "temperature": 0,
+                 "messages": [{"role": "user", "content": "Hello!"}]}
+        sent = time.perf_counter()
+        refused = 0
+        while True:
+            reply = httpx.post(f"{url}/v1/chat/completions", json=fresh, timeout=120)
+            if reply.status_code == 200:
+                break
+            refused += 1
+            time.sleep(0.25)
+        seconds = time.perf_counter() - sent
+        healthy = httpx.get(f"{url}/health", timeout=10).status_code
+    print(f"  {n} abandoned requests, then a fresh one: answered after {seconds:.2f} s "
+          f"({refused} tries refused first); /health {healthy}", flush=True)
+    return {"fresh_after_abandoned_s": seconds, "refused_tries": refused}
+
+
 def warm_up(url: str) -> str:
     """The server's model id, after one small request."""
     model: str = httpx.get(f"{url}/v1/models", timeout=10).json()["data"][0]["id"]
@@ -170,7 +289,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--n-ctx", type=int, default=2048)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--abandon", type=int, default=200)
+    parser.add_argument("--parts", default="0,1,2,3,4", help="which parts to run")
     args = parser.parse_args()
+    parts = {int(p) for p in args.parts.split(",")}
     model = resolve_model(load_settings())
     kv_dir = tempfile.mkdtemp(prefix="chinwag-bench-kv-")
     starts: dict[str, Start] = {
@@ -181,41 +303,51 @@ def main() -> None:
             model, "-t", str(args.threads), "-tb", str(args.threads), "-c",
             str(8 * args.n_ctx), "-np", "8", "-ngl", "0", "--no-jinja", "--chat-template",
             "gemma")}
-    print(f"chinwag serve --parallel 8 --kv-cache-dir {kv_dir}; llama-server -np 8; "
-          f"throughput, {args.rounds} rounds taking turns:", flush=True)
-    results: dict[str, dict[str, object]] = {}
-    rss: dict[str, float] = {}
-    with starts["chinwag"]() as ours_url, starts["llama-server"]() as ref_url:
-        served = {"chinwag": (ours_url, warm_up(ours_url)),
-                  "llama-server": (ref_url, warm_up(ref_url))}
-        agg = interleaved_throughput(served, args.tokens, args.rounds)
-        for name, (url, name_of_model) in served.items():
-            print(f"{name}:", flush=True)
-            results[name] = {"agg_tok_s": agg[name], **returning(url, name_of_model)}
-            rss[name] = peak_rss_mib(url.pid)
+    results: dict[str, Any] = {"tokens": args.tokens, "threads": args.threads,
+                               "n_ctx": args.n_ctx, "rounds": args.rounds}
+    ratios: dict[str, float] = {}
+    if 0 in parts:
+        ceiling = batched_bench(model, args.threads, 16, args.tokens, LEVELS)
+        print("llama-batched-bench generation rate: " + ", ".join(
+            f"{n} seq {v:.1f} tok/s" for n, v in ceiling.items()), flush=True)
+        results["batched_bench_tg_tok_s"] = ceiling
+    if 1 in parts:
+        print(f"throughput, {args.rounds} rounds, each server alone in turn:", flush=True)
+        agg, rss = alternating_throughput(starts, args.tokens, args.rounds)
+        results["throughput"] = agg
+        results["peak_rss_throughput_mib"] = rss
+        print("peak RSS: " + ", ".join(f"{n} {v:.0f} MiB" for n, v in rss.items()))
+        for label in SAMPLINGS:
+            suffix = "" if label == "defaults" else f"_{label}"
+            for n in LEVELS:
+                ratios[f"ratio_agg_tok_s_{n}{suffix}"] = (
+                    agg["chinwag"][label][n]["agg_tok_s"]
+                    / agg["llama-server"][label][n]["agg_tok_s"])
+            print(f"medians, {label}: " + "; ".join(
+                f"{name} " + ", ".join(f"{n}: {agg[name][label][n]['agg_tok_s']:.1f}"
+                                       for n in LEVELS) for name in starts), flush=True)
+        if 0 in parts and 8 in results["batched_bench_tg_tok_s"]:
+            ratios["ratio_ceiling_8_matched"] = (agg["chinwag"]["matched"][8]["agg_tok_s"]
+                                                 / results["batched_bench_tg_tok_s"][8])
     for name, start in starts.items():
-        print(f"{name}, restarted after turn 3:", flush=True)
-        part3 = after_restart(start)
-        results[name].update(part3)
-        results[name]["peak_rss_mib"] = max(rss[name], float(part3["peak_rss_after_restart_mib"]))  # type: ignore[arg-type]
-    ours, theirs = results["chinwag"], results["llama-server"]
-    ratios = {f"ratio_agg_tok_s_{n}": ours["agg_tok_s"][n] / theirs["agg_tok_s"][n]  # type: ignore[index]
-              for n in (1, 4, 8)}
-    for part in ("returning", "after_restart"):
-        ratios[f"ratio_ttft_{part}"] = (ours[f"ttft_{part}_median_s"]  # type: ignore[operator]
-                                        / theirs[f"ttft_{part}_median_s"])
-    path = write_results("concurrency", {"tokens": args.tokens, "threads": args.threads,
-                                         "n_ctx": args.n_ctx, "rounds": args.rounds,
-                                         "chinwag": ours,
-                                         "llama_server": theirs, **ratios})
-    print(f"peak RSS: chinwag {ours['peak_rss_mib']:.0f} MiB, "
-          f"llama-server {theirs['peak_rss_mib']:.0f} MiB")
+        if {2, 3, 4} & parts:
+            print(f"{name}:", flush=True)
+        if 2 in parts:
+            results.setdefault(name, {}).update(returning(start))
+        if 3 in parts:
+            results.setdefault(name, {}).update(after_restart(start))
+        if 4 in parts:
+            results.setdefault(name, {}).update(abandoned(start, args.abandon))
+    ours, theirs = results.get("chinwag", {}), results.get("llama-server", {})
+    for key, ratio in (("ttft_returning_median_s", "ratio_ttft_returning"),
+                       ("ttft_after_restart_median_s", "ratio_ttft_after_restart"),
+                       ("fresh_after_abandoned_s", "ratio_fresh_after_abandoned")):
+        if key in ours and key in theirs:
+            ratios[ratio] = ours[key] / theirs[key]
+    path = write_results("concurrency", {**results, **ratios})
     print(f"results: {path}")
-    print(f"ratio_agg_tok_s_1={ratios['ratio_agg_tok_s_1']:.2f}")
-    print(f"ratio_agg_tok_s_8={ratios['ratio_agg_tok_s_8']:.2f}")
-    print(f"ratio_agg_tok_s_4={ratios['ratio_agg_tok_s_4']:.2f}")
-    print(f"ratio_ttft_returning={ratios['ratio_ttft_returning']:.2f}")
-    print(f"ratio_ttft_after_restart={ratios['ratio_ttft_after_restart']:.2f}")
+    for key, value in ratios.items():
+        print(f"{key}={value:.2f}")
 
 
 if __name__ == "__main__":

@@ -46,10 +46,10 @@ def test_cancelling_frees_the_sequence_slot(model: LlamaModel) -> None:
         seq = engine.submit(model.tokenize("Once upon a time"), GREEDY.with_(max_tokens=50))
         run = engine.run(seq)
         next(run)
-        assert engine._free_ids == []
+        assert engine.slots.free == ()
         run.close()
         assert seq.finish_reason == "cancelled"
-        assert engine._free_ids == [0] and engine._active == []
+        assert engine.slots.free == (0,) and engine.active == ()
         again = greedy(engine, model.tokenize("Once upon a time"))
         assert len(again) == 12
     finally:
@@ -137,7 +137,7 @@ def test_batched_greedy_tokens_match_alone_up_to_near_ties(model: LlamaModel) ->
             t.join()
         # batched: far fewer decode calls than one per token per sequence
         assert engine.steps - steps_before < sum(len(t) + 1 for t in alone) / 2
-        assert sorted(engine._free_ids) == list(range(8)) and engine._active == []
+        assert sorted(engine.slots.free) == list(range(8)) and engine.active == ()
         for prompt, a, b in zip(PROMPTS, alone, together, strict=True):
             assert_same_up_to_a_near_tie(engine, model.tokenize(prompt), a, b)
     finally:
@@ -168,7 +168,7 @@ def test_a_cancelled_sequence_leaves_the_batch_and_the_others_go_on(model: Llama
         thread.join(60)
         assert_same_up_to_a_near_tie(engine, model.tokenize(PROMPTS[0]), expected, out)
         third = greedy(engine, model.tokenize(PROMPTS[2]))  # both slots free again
-        assert len(third) == 12 and sorted(engine._free_ids) == [0, 1]
+        assert len(third) == 12 and sorted(engine.slots.free) == [0, 1]
     finally:
         engine.close()
 

@@ -118,6 +118,7 @@ def test_unreadable_files_are_skipped_not_fatal(tmp_path: Path) -> None:
     assert found is not None and n == 3
     assert again.state_of(found) is None
     assert again.best([1, 2, 3, 4]) == (None, 0)
+    again.flush()  # the file is removed by the cache's writer thread
     assert not (folder / f"{entry.key}.kv").exists()
 
 
@@ -218,9 +219,9 @@ def test_llama_cpp_refuses_to_cut_a_restored_state_inside_the_window(
         saved = cache.state_of(entry)
         assert saved is not None
         n = len(entry.tokens)
-        engine._kept.clear()
+        engine.forget_kept()
         for keep in (n - 1, n - 2, n - 100, 100):
-            assert engine._restore(0, saved, keep) == cache.usable(n, keep), keep
+            assert engine.slots.restore(0, saved, keep) == cache.usable(n, keep), keep
         assert cache.usable(n, n - 1) and not cache.usable(n, n - 2)
         fork = second[:550] + model.tokenize(" Meanwhile, far away,", add_special=False)
         fresh = Engine(model, n_ctx=1024, n_threads=2)

@@ -103,6 +103,13 @@ class LanguageBackend(ABC):
         that keep no cache. ``/metrics`` exports them."""
         return {}
 
+    def engine_stats(self) -> dict[str, float]:
+        """Step-loop counters since start for backends that run their own engine (``steps``,
+        ``batch_tokens``, ``decode_seconds``, ``sample_seconds``, ``step_seconds``,
+        ``admitted``, ``cancelled``, ``failed``: ``chinwag.engine.EngineStats``); empty for
+        the others. ``/metrics`` exports them."""
+        return {}
+
     @abstractmethod
     def count_tokens(self, text: str) -> int:
         """Number of tokens ``text`` becomes when sent as (part of) a prompt."""

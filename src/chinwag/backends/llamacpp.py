@@ -10,10 +10,10 @@ from pathlib import Path
 
 from chinwag.backends.base import Capabilities, LanguageBackend, ModelInfo
 from chinwag.backends.stops import StopScanner
-from chinwag.engine import Engine, LlamaModel
+from chinwag.cancellation import on_cancel
+from chinwag.engine import Engine, Generation, LlamaModel
 from chinwag.engine.prompt_cache import PromptCache
 from chinwag.engine.sampler import grammar_for_schema
-from chinwag.engine.scheduler import Sequence as EngineSequence
 from chinwag.errors import InvalidParams
 from chinwag.prompting import ChatFormat, Speakers, resolve_chat_format
 from chinwag.types import Choice, Done, EventStream, Message, SamplingParams, TokenEvent, Usage
@@ -80,6 +80,9 @@ class LlamaCppBackend(LanguageBackend):
                 "ram_bytes": cache.ram_used if cache is not None else 0,
                 "entries": len(cache) if cache is not None else 0}
 
+    def engine_stats(self) -> dict[str, float]:
+        return dataclasses.asdict(self.engine.timing)
+
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` as a whole prompt (BOS included when the model adds one)."""
         return len(self.model.tokenize(text))
@@ -96,15 +99,16 @@ class LlamaCppBackend(LanguageBackend):
     def generate(self, prompt: str, params: SamplingParams) -> EventStream:
         tokens = self.model.tokenize(prompt)
         grammar = None if params.json_schema is None else grammar_for_schema(params.json_schema)
-        seq = self.engine.submit(tokens, params, grammar, reuse=params.cache_prompt)
-        return self._stream(seq, params.stop)
+        gen = self.engine.submit(tokens, params, grammar, reuse=params.cache_prompt)
+        on_cancel(lambda: self.engine.cancel(gen))
+        return self._stream(gen, params.stop)
 
-    def _stream(self, seq: EngineSequence,
+    def _stream(self, gen: Generation,
                 stop: Sequence[str]) -> Generator[TokenEvent | Done, None, None]:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         scanner = StopScanner(stop)
         piece = self.model.piece
-        tokens = self.engine.run(seq)
+        tokens = self.engine.run(gen)
         try:
             for token in tokens:
                 text = scanner.feed(decoder.decode(piece(token)))
@@ -117,8 +121,8 @@ class LlamaCppBackend(LanguageBackend):
                 yield TokenEvent(tail)
         finally:
             tokens.close()
-        reason = "stop" if scanner.stopped else seq.finish_reason or "stop"
-        yield Done(reason, Usage(len(seq.prompt), seq.n_generated, seq.n_cached))
+        reason = "stop" if scanner.stopped else gen.finish_reason or "stop"
+        yield Done(reason, Usage(len(gen.prompt), gen.n_generated, gen.n_cached))
 
     def choose(self, messages: Sequence[Message], options: Sequence[str],
                *, speakers: Speakers = Speakers()) -> Choice:

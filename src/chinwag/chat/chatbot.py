@@ -180,7 +180,7 @@ class Chatbot:
             for event in tidy_reply(events):
                 if isinstance(event, Done):
                     self.last = event
-                    done = True
+                    done = event.finish_reason != "cancelled"  # stopped by someone else
                     break
                 parts.append(event.text)
                 yield event.text

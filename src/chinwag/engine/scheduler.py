@@ -1,32 +1,30 @@
-"""The engine: a llama.cpp context and the step loop that advances sequences through it.
+"""The engine: a llama.cpp context and the step loop that advances generations through it.
 
-Each step builds one ``llama_batch`` holding, for every active sequence, either its last sampled
-token (decoding) or the next chunk of its prompt (prefill), runs one ``llama_decode``, then
-samples one token for every sequence whose logits came out. Sequences in the decode phase go
-first so that a long prompt never delays tokens already being streamed.
+Each step builds one ``llama_batch`` holding, for every active generation, either its last
+sampled token (decoding) or the next chunk of its prompt (prefill), runs one ``llama_decode``,
+then samples one token for every generation whose logits came out. Generations in the decode
+phase go first, in slot order, so that a long prompt never delays tokens already being streamed
+and llama.cpp can run the decoding slots as one micro-batch (see ``slots``).
+
+The KV cache has one stream per slot (``kv_unified`` off, llama-server's high-throughput
+layout): a token attends over its own slot's cells only, not over every cell in use, and the
+sliding-window layers keep only their window (``swa_full`` off). Measured on 2 cores, 8 streams:
+the unified buffer cost a third of the speed once slots kept cells between requests.
 
 Continuous batching without a driver thread: every caller of ``run`` consumes its own
-sequence's tokens, and whichever caller finds no token waiting and nobody stepping runs the
-next step for all active sequences (leader/follower). A new sequence joins at the next step; a
-finished or cancelled one leaves after the step it is in. With ``n_seq_max`` slots busy, a new
-``run`` waits for one to free up.
+generation's tokens, and whichever caller finds no token waiting and nobody stepping runs the
+next step for all active generations (leader/follower). A new generation joins at the next
+step; a finished or cancelled one leaves after the step it is in. With every slot busy, a new
+``run`` waits for one to free up. ``cancel`` may be called from any thread: the generation stops
+at the next step, or at once while it waits for a slot.
 
-Prefix reuse: a slot keeps the KV cells of the last sequence it ran. A new sequence takes the
-free slot whose kept tokens share the longest prefix with its prompt (llama.cpp's server picks
-slots the same way), drops the cells after that prefix and computes only the rest; a returning
-conversation, or an OpenAI client re-sending its history, skips the turns already computed.
-Gemma 3's sliding-window layers keep every cell in the live context (``swa_full``,
-llama.cpp's default), so any prefix of a slot can be kept.
+When ``llama_decode`` fails, every generation in that step fails: each consumer gets a
+``BackendError`` (a cancelled or cut reply would look like a success), and their slots' cells
+are dropped.
 
-Beyond the slots (``PromptCache``): before a new sequence overwrites a slot's kept cells, their
-state is saved (``llama_state_seq_get_data``) to the RAM cache, and to disk when it has a
-folder; a prompt that extends a saved state further than any free slot does gets it restored
-into a slot (``llama_state_seq_set_data``). A saved state holds only the sliding window's cells
-of the SWA layers (llama.cpp skips masked cells when saving), so it can be continued only from
-its end: ``PromptCache.usable`` says when, and after restoring, a ``seq_pos_min`` check confirms
-the cells the next token attends to are all there, or the prompt is computed whole.
+Slots, prefix reuse and the prompt cache: ``chinwag.engine.slots``.
 
-Chunked prefill: while other sequences are decoding, a prompt advances at most
+Chunked prefill: while other generations are decoding, a prompt advances at most
 ``prefill_chunk`` tokens a step, so a newcomer with a long history delays each streamed token
 by one chunk, not by its whole prompt.
 """
@@ -34,9 +32,9 @@ by one chunk, not by its whole prompt.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -46,41 +44,40 @@ import llama_cpp
 import numpy as np
 
 from chinwag.engine.model import LlamaModel, recent_log
-from chinwag.engine.prompt_cache import CacheStats, PromptCache, common_prefix
+from chinwag.engine.prompt_cache import CacheStats, PromptCache
 from chinwag.engine.sampler import Sampler
+from chinwag.engine.slots import Slots
 from chinwag.errors import BackendError, ContextOverflow, InvalidParams
 from chinwag.types import FinishReason, SamplingParams
 
-_MIN_GAIN = 16
-"""Tokens a saved state must spare to be worth saving or restoring (a restore of ~600 tokens
-takes about 2 ms; computing 16 tokens about 50 ms on 2 threads)."""
-
 
 @dataclass(eq=False)
-class Sequence:
+class Generation:
     """One prompt being continued by the engine.
 
     Attributes:
-        seq_id: llama.cpp sequence id (its KV cells carry it).
         prompt: prompt token ids.
         max_tokens: most tokens to sample.
-        n_past: tokens of this sequence already in the KV cache.
+        seq_id: llama.cpp sequence id (its slot) once admitted, else -1.
+        n_past: tokens of this generation already in the KV cache.
         n_generated: tokens sampled so far (end-of-generation tokens excluded).
         n_cached: prompt tokens whose KV cells were reused (from a slot or the prompt cache).
         cache_source: where they came from: ``slot``, ``ram``, ``disk``, or None.
-        fed: the tokens whose KV cells this sequence holds, in order.
+        fed: the tokens whose KV cells this generation holds, in order.
         finish_reason: None while running; ``stop``, ``length`` or ``cancelled`` after.
+        error: the failure that ended it (``llama_decode`` failed in one of its steps).
     """
 
-    seq_id: int
     prompt: list[int]
     sampler: Sampler
     max_tokens: int
+    seq_id: int = -1
     n_past: int = 0
     n_prompt_done: int = 0
     last_token: int = -1
     n_generated: int = 0
     finish_reason: FinishReason | None = None
+    error: BackendError | None = None
     new_tokens: deque[int] = field(default_factory=deque)
     admitted: bool = False
     reuse: bool = True
@@ -92,22 +89,53 @@ class Sequence:
     def prefilling(self) -> bool:
         return self.n_prompt_done < len(self.prompt)
 
+    @property
+    def ended(self) -> bool:
+        """Finished, cancelled or failed."""
+        return self.finish_reason is not None or self.error is not None
+
+
+@dataclass
+class EngineStats:
+    """Counters of the step loop since start (``/metrics`` and the benchmarks read them).
+
+    Attributes:
+        steps: ``llama_decode`` calls of the step loop.
+        batch_tokens: tokens those calls carried (decoded tokens and prompt chunks).
+        decode_seconds: wall time inside ``llama_decode``.
+        sample_seconds: wall time sampling (repetition penalty and llama.cpp's chain).
+        step_seconds: wall time of whole steps (building the batch, decoding, sampling).
+        admitted: generations given a slot.
+        cancelled: generations cancelled by their caller before they finished.
+        failed: generations ended by a failed ``llama_decode``.
+    """
+
+    steps: int = 0
+    batch_tokens: int = 0
+    decode_seconds: float = 0.0
+    sample_seconds: float = 0.0
+    step_seconds: float = 0.0
+    admitted: int = 0
+    cancelled: int = 0
+    failed: int = 0
+
 
 class Engine:
-    """A llama.cpp context running sequences of one model.
+    """A llama.cpp context running generations of one model.
 
     Args:
         model: the loaded model.
-        n_ctx: context window per sequence, tokens.
+        n_ctx: context window per generation (one slot's KV stream), tokens.
         n_batch: most tokens in one ``llama_decode`` call (prompt chunks are this long).
         n_threads: CPU threads; default: all cores.
-        n_seq_max: sequences that may share the context at once.
-        prefill_chunk: most prompt tokens of one sequence per step while others decode.
+        n_seq_max: slots: generations that may run at once.
+        prefill_chunk: most prompt tokens of one generation per step while others decode.
         prompt_cache: where idle slots' KV state goes (RAM, disk); None: slots only.
 
     Attributes:
-        steps: ``llama_decode`` calls made by the step loop so far (for tests and metrics).
+        slots: the slots, their kept cells and the prompt-cache traffic.
         stats: prompt-cache counters (hits by source, misses, evictions).
+        timing: step-loop counters (steps, time decoding and sampling, outcomes).
 
     Raises:
         BackendError: llama.cpp could not create the context (the message quotes its log).
@@ -120,17 +148,15 @@ class Engine:
         self.prefill_chunk = max(1, prefill_chunk)
         self.cache = prompt_cache
         self.stats = prompt_cache.stats if prompt_cache is not None else CacheStats()
-        self.n_swa = model.n_swa
+        self.timing = EngineStats()
         threads = n_threads or os.cpu_count() or 1
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = n_ctx * n_seq_max
         params.n_batch = n_batch
         params.n_ubatch = min(n_batch, 512)
         params.n_seq_max = n_seq_max
-        # one KV buffer shared by all sequences: with a buffer per sequence, llama.cpp splits a
-        # batch of 8 decoding sequences into per-sequence pieces (measured: 8 streams 48 tok/s
-        # with separate buffers, 84 tok/s unified, on 2 threads)
-        params.kv_unified = True
+        params.kv_unified = False  # a KV stream per slot (see the module docstring)
+        params.swa_full = False
         params.n_threads = threads
         params.n_threads_batch = threads
         params.no_perf = True
@@ -140,26 +166,35 @@ class Engine:
         self.n_ctx = n_ctx
         self.n_batch = n_batch
         self.n_threads = threads
-        self._mem = llama_cpp.llama_get_memory(self._ctx)
-        self._batch = llama_cpp.llama_batch_init(n_batch, 0, n_seq_max)
         self.n_seq_max = n_seq_max
-        self._free_ids: list[int] = list(range(n_seq_max))  # least recently used first
-        self._kept: dict[int, list[int]] = {}  # slot -> tokens whose cells it still holds
-        self._active: list[Sequence] = []
-        self._cancelled: list[Sequence] = []
-        self._pending: list[Sequence] = []
+        self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
+        self.slots = Slots(self._ctx, n_seq_max, n_swa=model.n_swa, cache=prompt_cache,
+                           stats=self.stats)
+        self._active: list[Generation] = []
+        self._cancelled: list[Generation] = []
+        self._pending: list[Generation] = []
         self._cond = threading.Condition()
         self._stepping = False
-        self.steps = 0
+
+    @property
+    def steps(self) -> int:
+        """``llama_decode`` calls made by the step loop so far."""
+        return self.timing.steps
+
+    @property
+    def active(self) -> tuple[Generation, ...]:
+        """Generations holding a slot now."""
+        with self._cond:
+            return tuple(self._active)
 
     # -- generation ----------------------------------------------------------------------------
 
     def submit(self, prompt: list[int], params: SamplingParams,
-               grammar: str | None = None, *, reuse: bool = True) -> Sequence:
-        """Check and register a prompt; tokens come from ``run(sequence)``.
+               grammar: str | None = None, *, reuse: bool = True) -> Generation:
+        """Check and register a prompt; tokens come from ``run(generation)``.
 
         ``reuse``: start from a free slot's kept KV cells when they share a prefix with the
-        prompt (see the module docstring); otherwise the prompt is computed whole.
+        prompt (see ``slots``); otherwise the prompt is computed whole.
 
         Raises:
             InvalidParams: the prompt has no tokens.
@@ -170,32 +205,35 @@ class Engine:
             raise InvalidParams("the prompt is empty", param="prompt")
         if len(prompt) >= self.n_ctx:
             raise ContextOverflow(len(prompt), self.n_ctx)
-        sampler = Sampler(self.model.vocab, self.model.n_vocab, params, grammar)
-        return Sequence(seq_id=-1, prompt=list(prompt), sampler=sampler,
-                        max_tokens=params.max_tokens, reuse=reuse)
+        sampler = Sampler(self.model.vocab, self.model.n_vocab, params, grammar,
+                          history=prompt)
+        return Generation(prompt=list(prompt), sampler=sampler, max_tokens=params.max_tokens,
+                          reuse=reuse)
 
-    def run(self, seq: Sequence) -> Generator[int, None, None]:
-        """Advance ``seq`` to its end, yielding each sampled token id as it comes.
+    def run(self, gen: Generation) -> Generator[int, None, None]:
+        """Advance ``gen`` to its end, yielding each sampled token id as it comes.
 
-        Waits for a free sequence slot first. Other threads' sequences advance in the same
-        ``llama_decode`` calls. Closing the iterator early cancels the sequence
-        (``finish_reason == "cancelled"``); its KV cells and sampler are freed after the step
-        under way, if any.
+        Waits for a free slot first. Other threads' generations advance in the same
+        ``llama_decode`` calls. Closing the iterator early, or ``cancel(gen)`` from another
+        thread, cancels it (``finish_reason == "cancelled"``); its slot and sampler are freed
+        after the step under way, if any.
 
         Raises:
-            BackendError: ``llama_decode`` failed (every sequence in that step fails).
+            BackendError: ``llama_decode`` failed in a step ``gen`` was in (every generation
+                in that step gets it).
         """
         with self._cond:
-            self._pending.append(seq)
+            self._pending.append(gen)
         try:
             while True:
                 with self._cond:
                     while True:
-                        token = seq.new_tokens.popleft() if seq.new_tokens else None
-                        if token is not None or seq.finish_reason is not None:
+                        token = gen.new_tokens.popleft() if gen.new_tokens else None
+                        if token is not None or gen.ended:
                             lead = False
                             break
                         if not self._stepping:
+                            self._sweep()
                             self._admit_pending()
                             if self._active:  # work to do: lead the next step
                                 self._stepping = lead = True
@@ -205,12 +243,13 @@ class Engine:
                     yield token
                     continue
                 if not lead:
+                    if gen.error is not None:
+                        raise gen.error
                     return
                 try:
                     self._step()
-                except BackendError:
-                    self._fail_all()
-                    raise
+                except BackendError as e:
+                    self._fail_active(e)
                 finally:
                     with self._cond:
                         self._stepping = False
@@ -218,176 +257,111 @@ class Engine:
                         self._cond.notify_all()
         finally:
             with self._cond:
-                if seq.finish_reason is None:
-                    seq.finish_reason = "cancelled"
-                if seq in self._pending:
-                    self._pending.remove(seq)
+                if gen.finish_reason is None and gen.error is None:
+                    gen.finish_reason = "cancelled"
+                    self.timing.cancelled += 1
+                if gen in self._pending:
+                    self._pending.remove(gen)
                 if self._stepping:
-                    self._cancelled.append(seq)  # the stepper frees it after its step
+                    self._cancelled.append(gen)  # the stepper frees it after its step
                 else:
-                    self._release(seq)
+                    self._release(gen)
                 self._cond.notify_all()
 
+    def cancel(self, gen: Generation) -> None:
+        """Stop ``gen`` from any thread: its ``run`` returns at once if it is waiting for a
+        slot, else after the step under way (finish reason ``cancelled``). No effect on a
+        generation that has ended."""
+        with self._cond:
+            if not gen.ended:
+                gen.finish_reason = "cancelled"
+                self.timing.cancelled += 1
+            self._cond.notify_all()
+
     def _admit_pending(self) -> None:
-        """Give free slots to waiting sequences, first come first served (under ``_cond``,
+        """Give free slots to waiting generations, first come first served (under ``_cond``,
         with no step running: admission edits the KV cache)."""
-        while self._pending and self._free_ids:
-            self._admit(self._pending.pop(0))
+        while self._pending and self.slots.free:
+            gen = self._pending.pop(0)
+            if gen.ended:  # cancelled while it waited
+                continue
+            claim = self.slots.claim(gen.prompt, reuse=gen.reuse)
+            gen.seq_id = claim.slot
+            gen.n_past = gen.n_prompt_done = gen.n_cached = claim.reused
+            gen.fed = list(gen.prompt[:claim.reused])
+            gen.cache_source = claim.source
+            gen.admitted = True
+            self.timing.admitted += 1
+            self._active.append(gen)
 
-    def _admit(self, seq: Sequence) -> None:
-        """Give ``seq`` a free slot, starting from the longest cached prefix of its prompt: a
-        free slot's kept cells, else a state restored from the prompt cache."""
-        slot, reuse = self._pick_slot(seq)
-        limit = len(seq.prompt) - 1  # the last prompt token must be computed
-        source: str | None = "slot" if reuse else None
-        if seq.reuse and self.cache is not None:
-            entry, n = self.cache.best(seq.prompt)
-            if entry is not None and min(n, limit) >= reuse + _MIN_GAIN:
-                target = self._pick_slot(seq, empty=True)[0]
-                self._stash(target)
-                state = self.cache.state_of(entry)
-                keep = min(n, limit)
-                if state is not None and self._restore(target, state, keep):
-                    slot, reuse, source = target, keep, "disk" if entry.state is None else "ram"
-                else:
-                    self.stats.restore_failures += 1
-                    if target == slot:
-                        reuse, source = 0, None
-        reuse = min(reuse, limit)
-        if source == "slot":
-            kept = self._kept.get(slot, [])
-            if len(kept) > reuse + 1:  # cells of another conversation are about to go
-                self._stash(slot)
-            if not (llama_cpp.llama_memory_seq_rm(self._mem, slot, reuse, -1) and
-                    self._window_intact(slot, reuse)):
-                reuse, source = 0, None
-        if source is None:
-            self._stash(slot)
-            llama_cpp.llama_memory_seq_rm(self._mem, slot, -1, -1)
-            reuse = 0
-        self._free_ids.remove(slot)
-        self._kept.pop(slot, None)
-        seq.seq_id = slot
-        seq.n_past = seq.n_prompt_done = seq.n_cached = reuse
-        seq.fed = list(seq.prompt[:reuse])
-        seq.cache_source = source
-        if seq.reuse:
-            if source == "slot":
-                self.stats.hits_slot += 1
-            elif source == "ram":
-                self.stats.hits_ram += 1
-            elif source == "disk":
-                self.stats.hits_disk += 1
-            else:
-                self.stats.misses += 1
-            self.stats.cached_tokens += reuse
-        seq.admitted = True
-        self._active.append(seq)
-
-    def _pick_slot(self, seq: Sequence, *, empty: bool = False) -> tuple[int, int]:
-        """The free slot whose kept tokens share the longest prefix with ``seq``'s prompt, and
-        that length; with fewer than ``_MIN_GAIN`` tokens shared (or ``empty``), a slot keeping
-        nothing, else the least recently used one, and 0."""
-        best, reuse = -1, 0
-        for slot in self._free_ids if seq.reuse and not empty else ():
-            n = common_prefix(self._kept.get(slot, []), seq.prompt)
-            if n > reuse and n >= _MIN_GAIN:
-                best, reuse = slot, n
-        if best < 0:
-            unused = [s for s in self._free_ids if not self._kept.get(s)]
-            best = unused[0] if unused else self._free_ids[0]
-        return best, reuse
-
-    def _stash(self, slot: int) -> None:
-        """Save a free slot's kept cells to the prompt cache before they are overwritten
-        (nothing to do without a cache, or when the slot keeps fewer than ``_MIN_GAIN``
-        tokens)."""
-        kept = self._kept.get(slot)
-        if self.cache is None or not kept or len(kept) < _MIN_GAIN:
-            return
-        size = llama_cpp.llama_state_seq_get_size(self._ctx, slot)
-        buf = (ctypes.c_uint8 * size)()
-        written = llama_cpp.llama_state_seq_get_data(self._ctx, buf, size, slot)
-        if written > 0:
-            self.cache.put(kept, bytes(buf)[:written])
-        self._kept.pop(slot, None)
-
-    def _restore(self, slot: int, state: bytes, keep: int) -> bool:
-        """Load a saved state into ``slot`` and cut it to its first ``keep`` tokens; False
-        (slot cleared) if llama.cpp refuses the state or the cells the next token needs are
-        not all there."""
-        llama_cpp.llama_memory_seq_rm(self._mem, slot, -1, -1)
-        buf = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
-        if llama_cpp.llama_state_seq_set_data(self._ctx, buf, len(state), slot) == 0 or \
-                not llama_cpp.llama_memory_seq_rm(self._mem, slot, keep, -1) or \
-                not self._window_intact(slot, keep):
-            llama_cpp.llama_memory_seq_rm(self._mem, slot, -1, -1)
-            return False
-        return True
-
-    def _window_intact(self, slot: int, n_keep: int) -> bool:
-        """Whether ``slot`` holds every cell a token at position ``n_keep`` attends to: all of
-        them, or with sliding-window attention the last ``n_swa`` (llama.cpp masks a cell
-        when the positions differ by ``n_swa`` or more)."""
-        pos_min = llama_cpp.llama_memory_seq_pos_min(self._mem, slot)
-        if pos_min <= 0 or n_keep == 0:
-            return True
-        return self.n_swa > 0 and pos_min <= n_keep - self.n_swa + 1
-
-    def _release(self, seq: Sequence) -> None:
-        """Free a sequence's slot, KV cells and sampler (called under ``_cond``, when no step
-        is running)."""
-        if seq in self._active:
-            self._active.remove(seq)
-        if seq.admitted:
-            seq.admitted = False
-            self._kept[seq.seq_id] = seq.fed  # its cells stay for a later prompt to reuse
-            self._free_ids.append(seq.seq_id)
-        seq.sampler.close()
+    def _release(self, gen: Generation) -> None:
+        """Free a generation's slot and sampler (called under ``_cond``, when no step is
+        running). Its cells stay in the slot for a later prompt, unless a step failed."""
+        if gen in self._active:
+            self._active.remove(gen)
+        if gen.admitted:
+            gen.admitted = False
+            self.slots.release(gen.seq_id, None if gen.error is not None else gen.fed)
+        gen.sampler.close()
 
     def _sweep(self) -> None:
-        """After a step: free the sequences cancelled while it ran, and take finished ones
+        """After a step: free the generations cancelled while it ran, and take ended ones
         out of the batch (their consumers may still be reading their last tokens)."""
-        for seq in self._cancelled:
-            self._release(seq)
+        for gen in self._cancelled:
+            self._release(gen)
         self._cancelled.clear()
-        self._active = [s for s in self._active if s.finish_reason is None]
+        self._active = [g for g in self._active if not g.ended]
 
-    def _fail_all(self) -> None:
+    def _fail_active(self, error: BackendError) -> None:
+        """End every generation of the failed step with its own copy of ``error``."""
         with self._cond:
-            for seq in self._active:
-                seq.finish_reason = "cancelled"
+            for gen in self._active:
+                if not gen.ended:
+                    gen.error = BackendError(str(error))
+                    self.timing.failed += 1
 
     def _step(self) -> None:
-        self.steps += 1
+        started = time.perf_counter()
         batch, n, wants = self._batch, 0, []
-        for seq in self._active:  # decoding sequences first: one token each
-            if not seq.prefilling:
-                self._put(n, seq.last_token, seq.n_past, seq.seq_id, True)
-                seq.fed.append(seq.last_token)
-                wants.append((seq, n))
-                seq.n_past += 1
+        running = sorted((g for g in self._active if not g.ended), key=lambda g: g.seq_id)
+        for gen in running:  # decoding generations first, in slot order: one token each
+            if not gen.prefilling:
+                self._put(n, gen.last_token, gen.n_past, gen.seq_id, True)
+                gen.fed.append(gen.last_token)
+                wants.append((gen, n))
+                gen.n_past += 1
                 n += 1
         room = self.n_batch if n == 0 else min(self.n_batch, n + self.prefill_chunk)
-        for seq in self._active:  # then prompt chunks, in the room left
-            if seq.prefilling and n < room:
-                start = seq.n_prompt_done
-                chunk = seq.prompt[start:start + room - n]
+        for gen in running:  # then prompt chunks, in the room left
+            if gen.prefilling and n < room:
+                start = gen.n_prompt_done
+                chunk = gen.prompt[start:start + room - n]
                 for tok in chunk:
-                    self._put(n, tok, seq.n_past, seq.seq_id, False)
-                    seq.n_past += 1
+                    self._put(n, tok, gen.n_past, gen.seq_id, False)
+                    gen.n_past += 1
                     n += 1
-                seq.n_prompt_done += len(chunk)
-                seq.fed += chunk
-                if not seq.prefilling:
+                gen.n_prompt_done += len(chunk)
+                gen.fed += chunk
+                if not gen.prefilling:
                     batch.logits[n - 1] = 1
-                    wants.append((seq, n - 1))
+                    wants.append((gen, n - 1))
+        if n == 0:
+            return
         batch.n_tokens = n
+        decode_start = time.perf_counter()
         rc = llama_cpp.llama_decode(self._ctx, batch)
+        decoded = time.perf_counter()
+        t = self.timing
+        t.steps += 1
+        t.batch_tokens += n
+        t.decode_seconds += decoded - decode_start
         if rc != 0:
             raise BackendError(f"llama_decode failed with code {rc}: {recent_log()}")
-        for seq, index in wants:
-            self._accept(seq, seq.sampler.sample(self._ctx, index))
+        for gen, index in wants:
+            self._accept(gen, gen.sampler.sample(self._ctx, index))
+        now = time.perf_counter()
+        t.sample_seconds += now - decoded
+        t.step_seconds += now - started
 
     def _put(self, i: int, token: int, pos: int, seq_id: int, logits: bool) -> None:
         b = self._batch
@@ -397,15 +371,17 @@ class Engine:
         b.seq_id[i][0] = seq_id
         b.logits[i] = logits
 
-    def _accept(self, seq: Sequence, token: int) -> None:
-        if self.model.is_eog(token):
-            seq.finish_reason = "stop"
+    def _accept(self, gen: Generation, token: int) -> None:
+        if gen.ended:  # cancelled while the step ran
             return
-        seq.n_generated += 1
-        seq.last_token = token
-        seq.new_tokens.append(token)
-        if seq.n_generated >= seq.max_tokens or seq.n_past + 1 >= self.n_ctx:
-            seq.finish_reason = "length"
+        if self.model.is_eog(token):
+            gen.finish_reason = "stop"
+            return
+        gen.n_generated += 1
+        gen.last_token = token
+        gen.new_tokens.append(token)
+        if gen.n_generated >= gen.max_tokens or gen.n_past + 1 >= self.n_ctx:
+            gen.finish_reason = "length"
 
     # -- scoring -------------------------------------------------------------------------------
 
@@ -419,31 +395,27 @@ class Engine:
         Raises:
             ContextOverflow: the tokens do not fit in the context window.
             InvalidParams: ``start`` is out of range.
+            BackendError: ``llama_decode`` failed.
         """
         if not 1 <= start <= len(tokens):
             raise InvalidParams(f"start must be in [1, {len(tokens)}], got {start}")
         if len(tokens) > self.n_ctx:
             raise ContextOverflow(len(tokens), self.n_ctx)
         with self._cond:
-            while not self._free_ids or self._stepping:
+            while not self.slots.free or self._stepping:
                 self._cond.wait()
-            seq_id = self._free_ids[0]
-            self._stash(seq_id)  # scoring overwrites the slot's cells
-            self._free_ids.remove(seq_id)
-            self._kept.pop(seq_id, None)
+            seq_id = self.slots.claim_empty()
             self._stepping = True  # scoring uses the context: no step meanwhile
         try:
             return self._score(tokens, start, seq_id)
         finally:
             with self._cond:
-                llama_cpp.llama_memory_seq_rm(self._mem, seq_id, -1, -1)
-                self._free_ids.append(seq_id)
+                self.slots.release(seq_id, None)
                 self._stepping = False
                 self._sweep()
                 self._cond.notify_all()
 
     def _score(self, tokens: list[int], start: int, seq_id: int) -> list[float]:
-        llama_cpp.llama_memory_seq_rm(self._mem, seq_id, -1, -1)
         scores: list[float] = []
         for begin in range(0, len(tokens) - 1, self.n_batch):
             chunk = range(begin, min(begin + self.n_batch, len(tokens) - 1))
@@ -467,9 +439,7 @@ class Engine:
     def forget_kept(self) -> None:
         """Drop the KV cells every free slot keeps for prefix reuse."""
         with self._cond:
-            for slot in list(self._kept):
-                llama_cpp.llama_memory_seq_rm(self._mem, slot, -1, -1)
-            self._kept.clear()
+            self.slots.forget_kept()
 
     # -- lifetime ------------------------------------------------------------------------------
 
@@ -479,8 +449,7 @@ class Engine:
         if self._ctx and self.cache is not None:
             with self._cond:
                 if self.cache.persistent:
-                    for slot in list(self._kept):
-                        self._stash(slot)
+                    self.slots.stash_all()
                 self.cache.close()
         if self._ctx:
             llama_cpp.llama_batch_free(self._batch)
@@ -495,4 +464,3 @@ class Engine:
     def handle(self) -> Any:
         """The ``llama_context *`` pointer."""
         return self._ctx
-

@@ -79,6 +79,15 @@ def from_chinwag(e: ChinwagError) -> APIError:
     return APIError(500, str(e), type="server_error")
 
 
+def error_event(e: ChinwagError) -> dict[str, Any]:
+    """The OpenAI error object for a failure in the middle of a streamed answer (sent as an
+    SSE ``data:`` line; the ``openai`` client raises ``APIError`` with it)."""
+    mapped = from_chinwag(e)
+    log.log(logging.ERROR if mapped.status >= 500 else logging.INFO,
+            "stream ended by an error: %d %s", mapped.status, e)
+    return error_body(mapped.message, mapped.type, mapped.param, mapped.code)
+
+
 def response_for(e: APIError) -> JSONResponse:
     return JSONResponse(error_body(e.message, e.type, e.param, e.code), status_code=e.status,
                         headers=e.headers)

@@ -22,17 +22,26 @@ class Metrics:
     - ``chinwag_kv_cache_hits_total{source="slot|ram|disk"}``, ``chinwag_kv_cache_misses_total``,
       ``chinwag_kv_cache_evictions_total``, ``chinwag_kv_cache_cached_tokens_total``,
       ``chinwag_kv_cache_ram_bytes``: the backend's prompt cache, read at each scrape
+    - ``chinwag_engine_steps_total``, ``chinwag_engine_batch_tokens_total``,
+      ``chinwag_engine_{decode,sample,step}_seconds_total``,
+      ``chinwag_engine_generations_total{event="admitted|cancelled|failed"}``: the engine's
+      step loop (where a step's time goes), read at each scrape
 
     Args:
         cache_stats: returns the backend's prompt-cache counters
             (``LanguageBackend.cache_stats``); None or ``{}``: no cache metrics.
+        engine_stats: returns the backend's step-loop counters
+            (``LanguageBackend.engine_stats``); None or ``{}``: no engine metrics.
     """
 
-    def __init__(self, cache_stats: Callable[[], dict[str, int]] | None = None) -> None:
+    def __init__(self, cache_stats: Callable[[], dict[str, int]] | None = None,
+                 engine_stats: Callable[[], dict[str, float]] | None = None) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         if cache_stats is not None:
             r.register(_CacheCollector(cache_stats))
+        if engine_stats is not None:
+            r.register(_EngineCollector(engine_stats))
         self.requests = Counter("chinwag_requests", "HTTP requests by route and status",
                                 ["route", "status"], registry=r)
         self.prompt_tokens = Counter("chinwag_prompt_tokens", "Prompt tokens processed",
@@ -89,3 +98,30 @@ class _CacheCollector(Collector):
                                   value=stats.get("cached_tokens", 0))
         yield GaugeMetricFamily("chinwag_kv_cache_ram_bytes",
                                 "Bytes of KV state held in RAM", value=stats.get("ram_bytes", 0))
+
+
+class _EngineCollector(Collector):
+    """Step-loop counters, read from the backend when ``/metrics`` is scraped."""
+
+    def __init__(self, stats: Callable[[], dict[str, float]]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._stats()
+        if not stats:
+            return
+        yield CounterMetricFamily("chinwag_engine_steps", "llama_decode calls of the step loop",
+                                  value=stats.get("steps", 0))
+        yield CounterMetricFamily("chinwag_engine_batch_tokens",
+                                  "Tokens carried by the step loop's llama_decode calls",
+                                  value=stats.get("batch_tokens", 0))
+        for part, what in (("decode", "inside llama_decode"), ("sample", "sampling"),
+                           ("step", "in whole steps")):
+            yield CounterMetricFamily(f"chinwag_engine_{part}_seconds",
+                                      f"Seconds the step loop spent {what}",
+                                      value=stats.get(f"{part}_seconds", 0.0))
+        generations = CounterMetricFamily("chinwag_engine_generations",
+                                          "Generations by event", labels=["event"])
+        for event in ("admitted", "cancelled", "failed"):
+            generations.add_metric([event], stats.get(event, 0))
+        yield generations

@@ -16,9 +16,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from chinwag.chat.fitting import ReplyTrimmer, fit_messages
-from chinwag.errors import ContextOverflow, InvalidParams
+from chinwag.errors import ChinwagError, ContextOverflow, InvalidParams
 from chinwag.prompting.base import Speakers
 from chinwag.server.auth import require_key
+from chinwag.server.disconnect import unless_disconnected
+from chinwag.server.errors import error_event
 from chinwag.server.schemas import ChatCompletionRequest, CompletionRequest
 from chinwag.server.state import State, requester
 from chinwag.types import Done, Event, SamplingParams
@@ -43,10 +45,29 @@ def _finish(done: Done) -> str:
     return "length" if done.finish_reason == "length" else "stop"
 
 
-async def _first_then_rest(events: AsyncIterator[Event]) -> tuple[Event, AsyncIterator[Event]]:
-    """Pull the first event before answering, so errors become a proper status code."""
-    first = await events.__anext__()
+async def _first_then_rest(request: Request, events: AsyncIterator[Event]
+                           ) -> tuple[Event, AsyncIterator[Event]]:
+    """Pull the first event before answering, so errors become a proper status code (and a
+    client that leaves meanwhile leaves the queue)."""
+    first = await unless_disconnected(request, events.__anext__())
     return first, events
+
+
+async def _events_then_error(first: Event, rest: AsyncIterator[Event]
+                             ) -> AsyncIterator[Event | dict[str, Any]]:
+    """``first`` and the rest of a stream; a failure after the answer has started becomes its
+    last item, the OpenAI error object (the status line has been sent already)."""
+    event = first
+    try:
+        while True:
+            yield event
+            if isinstance(event, Done):
+                return
+            event = await rest.__anext__()
+    except ChinwagError as e:
+        yield error_event(e)
+    finally:
+        await rest.aclose()  # type: ignore[attr-defined]
 
 
 async def _collect(first: Event, rest: AsyncIterator[Event]) -> tuple[str, Done]:
@@ -119,12 +140,12 @@ async def chat_completions(body: ChatCompletionRequest, state: State, request: R
     stop = tuple(dict.fromkeys((*params.stop, *fitted.prompt.stop)))
     events = _tidy(state.generate(fitted.prompt, params.with_(stop=stop),
                                   requester(request, body.user), persona))
-    first, rest = await _first_then_rest(events)
+    first, rest = await _first_then_rest(request, events)
     rid, created, model = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), body.model or \
         state.model_id
     extra = {"dropped_messages": fitted.dropped} if body.truncation == "auto" else {}
     if not body.stream:
-        text, done = await _collect(first, rest)
+        text, done = await unless_disconnected(request, _collect(first, rest))
         return JSONResponse({
             "id": rid, "object": "chat.completion", "created": created, "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
@@ -140,18 +161,18 @@ async def chat_completions(body: ChatCompletionRequest, state: State, request: R
 
     async def sse() -> AsyncIterator[str]:
         yield _sse(chunk({"role": "assistant", "content": ""}))
-        event = first
-        try:
-            while not isinstance(event, Done):
+        async for event in _events_then_error(first, rest):
+            if isinstance(event, dict):
+                yield _sse(event)
+                return
+            if not isinstance(event, Done):
                 yield _sse(chunk({"content": event.text}))
-                event = await rest.__anext__()
+                continue
             yield _sse(chunk({}, _finish(event)))
             if include_usage:
                 yield _sse({"id": rid, "object": "chat.completion.chunk", "created": created,
                             "model": model, "choices": [], "usage": _usage(event)})
             yield _sse("[DONE]")
-        finally:
-            await rest.aclose()  # type: ignore[attr-defined]
 
     return StreamingResponse(sse(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache"})
@@ -173,12 +194,12 @@ async def completions(body: CompletionRequest, state: State,
         prompt = body.prompt[0]
     else:
         prompt = body.prompt
-    first, rest = await _first_then_rest(state.generate(prompt, params,
-                                                        requester(request, body.user), persona))
+    first, rest = await _first_then_rest(request, state.generate(
+        prompt, params, requester(request, body.user), persona))
     rid, created, model = f"cmpl-{uuid.uuid4().hex}", int(time.time()), body.model or \
         state.model_id
     if not body.stream:
-        text, done = await _collect(first, rest)
+        text, done = await unless_disconnected(request, _collect(first, rest))
         return JSONResponse({
             "id": rid, "object": "text_completion", "created": created, "model": model,
             "choices": [{"index": 0, "text": text, "logprobs": None,
@@ -192,17 +213,17 @@ async def completions(body: CompletionRequest, state: State,
                              "finish_reason": finish}]}
 
     async def sse() -> AsyncIterator[str]:
-        event = first
-        try:
-            while not isinstance(event, Done):
+        async for event in _events_then_error(first, rest):
+            if isinstance(event, dict):
+                yield _sse(event)
+                return
+            if not isinstance(event, Done):
                 yield _sse(chunk(event.text))
-                event = await rest.__anext__()
+                continue
             yield _sse(chunk("", _finish(event)))
             if include_usage:
                 yield _sse({**chunk("", None), "choices": [], "usage": _usage(event)})
             yield _sse("[DONE]")
-        finally:
-            await rest.aclose()  # type: ignore[attr-defined]
 
     return StreamingResponse(sse(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache"})

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, WebSocket, WebSocketDisconnect
@@ -25,6 +26,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from chinwag.chat.chatbot import Chatbot
 from chinwag.errors import ChinwagError, InvalidParams
 from chinwag.server.auth import check_key, key_from_headers, require_key
+from chinwag.server.disconnect import unless_disconnected
 from chinwag.server.errors import APIError, from_chinwag
 from chinwag.server.schemas import ToilRequest
 from chinwag.server.state import State, get_state, requester
@@ -41,6 +43,10 @@ async def _param(request: Request, name: str) -> str | None:
     if value is None and request.method == "POST":
         value = (await request.form()).get(name)
     return value if isinstance(value, str) else None
+
+
+async def _joined(pieces: AsyncIterator[str]) -> str:
+    return "".join([piece async for piece in pieces])
 
 
 def _conversation_header(chatbot: Chatbot) -> dict[str, str]:
@@ -65,8 +71,9 @@ async def gpt(persona: str, request: Request,
     prompt = await _prompt_from(request)
     chatbot = state.chatbot(found, await _param(request, "user") or None,
                             await _param(request, "conversation") or None)
-    pieces = [piece async for piece in state.chat_turn(chatbot, prompt, requester(request))]
-    return PlainTextResponse("".join(pieces), headers=_conversation_header(chatbot))
+    text = await unless_disconnected(request, _joined(state.chat_turn(chatbot, prompt,
+                                                                      requester(request))))
+    return PlainTextResponse(text, headers=_conversation_header(chatbot))
 
 
 @router.post("/toil/{persona}", dependencies=[Depends(require_key)])
@@ -81,8 +88,8 @@ async def toil(persona: str, body: ToilRequest, state: State,
             if body.schema_ is not None else "Answer with a JSON object.")
     chatbot = state.chatbot(found, body.user, body.conversation)
     chatbot.set(json_schema=schema, max_tokens=max(chatbot.params.max_tokens, TOIL_MIN_TOKENS))
-    text = "".join([p async for p in state.chat_turn(chatbot, f"{body.prompt}\n{hint}",
-                                                      requester(request))])
+    text = await unless_disconnected(request, _joined(state.chat_turn(
+        chatbot, f"{body.prompt}\n{hint}", requester(request))))
     try:
         value: Any = json.loads(text)
     except ValueError:

@@ -8,8 +8,10 @@ conversation, else the client's address), and a freed place goes to the lines in
 robin, first come first served within a line: one user sending twenty requests waits behind
 their own requests, not in front of everybody else's (llama.cpp's server and Ollama serve
 strictly in arrival order). When ``max_queue`` requests are already waiting, a new one is
-refused with ``Overloaded`` (HTTP 503 and ``Retry-After``). A consumer that stops reading (a
-client that disconnected) stops its generation at the next token and frees its place.
+refused with ``Overloaded`` (HTTP 503 and ``Retry-After``). A request that stops waiting (its
+client disconnected, its task was cancelled) leaves its line at once; a consumer that stops
+reading stops its generation at the next step, even one blocked in the backend (the worker runs
+inside a ``CancelScope`` that the backend registers its stop with), and frees its place.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
+from chinwag.cancellation import CancelScope, cancel_scope
 from chinwag.errors import Overloaded
 
 T = TypeVar("T")
@@ -125,6 +128,7 @@ class GenerationQueue:
         loop = asyncio.get_running_loop()
         items: asyncio.Queue[object] = asyncio.Queue()
         stop = threading.Event()
+        scope = CancelScope()
 
         def put(item: object) -> None:
             if not loop.is_closed():
@@ -132,16 +136,17 @@ class GenerationQueue:
 
         def work() -> None:
             try:
-                iterator = start()
-                try:
-                    for item in iterator:
-                        if stop.is_set():
-                            break
-                        put(item)
-                finally:
-                    close = getattr(iterator, "close", None)
-                    if close is not None:
-                        close()
+                with cancel_scope(scope):
+                    iterator = start()
+                    try:
+                        for item in iterator:
+                            if stop.is_set():
+                                break
+                            put(item)
+                    finally:
+                        close = getattr(iterator, "close", None)
+                        if close is not None:
+                            close()
                 put(_END)
             except BaseException as e:  # handed to the awaiting request
                 put(_Failure(e))
@@ -158,6 +163,7 @@ class GenerationQueue:
         finally:
             stop.set()
             if not done.done():
+                scope.cancel()  # the worker may be blocked inside the backend, reading nothing
                 # wait for the worker to let go of the model before the next request starts
                 await asyncio.shield(done)
 

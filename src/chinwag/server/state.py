@@ -84,7 +84,7 @@ class ServerState:
         """
         from chinwag.backends.config import open_llm
 
-        metrics = Metrics(backend.cache_stats)
+        metrics = Metrics(backend.cache_stats, backend.engine_stats)
         personas = load_personas(settings.user_personas_dir())
         models: dict[str, PersonaModel] = {}
         try:

@@ -7,14 +7,16 @@ Evennia's ``evennia/contrib/rpg/llm/llm_client.py`` POSTs
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
 from chinwag.server.auth import require_key
+from chinwag.server.disconnect import unless_disconnected
 from chinwag.server.schemas import GenerateRequest
 from chinwag.server.state import State, requester
-from chinwag.types import Done, SamplingParams
+from chinwag.types import Done, Event, SamplingParams
 
 router = APIRouter(dependencies=[Depends(require_key)])
 
@@ -24,5 +26,8 @@ async def generate(body: GenerateRequest, state: State, request: Request) -> dic
     """A raw continuation of ``prompt``: ``{"results": [{"text": ...}]}``."""
     params = body.params(SamplingParams())
     events = state.generate(body.prompt, params, requester(request))
-    parts = [e.text async for e in events if not isinstance(e, Done)]
-    return {"results": [{"text": "".join(parts)}]}
+    return {"results": [{"text": await unless_disconnected(request, _text(events))}]}
+
+
+async def _text(events: AsyncIterator[Event]) -> str:
+    return "".join([e.text async for e in events if not isinstance(e, Done)])

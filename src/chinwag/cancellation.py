@@ -1,0 +1,65 @@
+"""Stopping work that runs in another thread, from the thread that waits for it.
+
+The server runs each generation in a worker thread and hands its events to the event loop.
+When the client goes away, the loop must stop the generation even while the worker is blocked
+inside the backend, reading nothing (waiting for a slot, or in a long prefill). So the worker
+runs the work inside a ``CancelScope`` (``cancel_scope``); whatever the work starts that can be
+stopped registers how to stop it (``on_cancel``: the llama.cpp backend registers
+``Engine.cancel``); the loop calls ``scope.cancel()``. Outside a scope, ``on_cancel`` does
+nothing: the CLI and scripts stop a generation by closing its iterator.
+
+Like ``asyncio``'s or Go's context cancellation, the scope travels in a ``ContextVar``, so the
+layers in between (chatbot, backend base class) need not pass it along.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+
+class CancelScope:
+    """Callbacks to run once, from any thread, when the work they belong to must stop."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._callbacks: list[Callable[[], None]] = []
+        self.cancelled = False
+
+    def add(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` on ``cancel`` (at once if the scope is already cancelled)."""
+        with self._lock:
+            if not self.cancelled:
+                self._callbacks.append(callback)
+                return
+        callback()
+
+    def cancel(self) -> None:
+        """Run every callback registered so far, once; later ones run as they are added."""
+        with self._lock:
+            self.cancelled = True
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback()
+
+
+_current: ContextVar[CancelScope | None] = ContextVar("chinwag_cancel_scope", default=None)
+
+
+@contextmanager
+def cancel_scope(scope: CancelScope) -> Iterator[CancelScope]:
+    """Make ``scope`` the one ``on_cancel`` registers with, in this thread, for the block."""
+    token = _current.set(scope)
+    try:
+        yield scope
+    finally:
+        _current.reset(token)
+
+
+def on_cancel(callback: Callable[[], None]) -> None:
+    """Register ``callback`` with the current ``CancelScope``, if any."""
+    scope = _current.get()
+    if scope is not None:
+        scope.add(callback)
