@@ -1,11 +1,14 @@
 """Logic around the model, on the scripted backend."""
 
+from pathlib import Path
+
 import pytest
 
 from chinwag.backends.scripted import ScriptedBackend
 from chinwag.chat import Chatbot, get_persona
-from chinwag.errors import ContextOverflow, InvalidParams
+from chinwag.errors import BackendError, ContextOverflow, InvalidParams
 from chinwag.prompting import Speakers
+from chinwag.store import Store
 
 
 def test_reply_streams_and_history_grows(scripted: ScriptedBackend) -> None:
@@ -106,3 +109,37 @@ def test_user_name_is_used_in_transcript(scripted: ScriptedBackend) -> None:
     list(bot.send("hi"))
     assert scripted.requests[0].prompt.endswith("Alice: hi\nBertha:")
     assert get_persona("villager").speakers("Alice") == Speakers("Bertha", "Alice")
+
+
+def test_a_model_failing_mid_reply_is_raised_and_the_turn_stored_incomplete(
+        tmp_path: Path) -> None:
+    """The partial reply is kept, marked incomplete, never as a finished answer."""
+    backend = ScriptedBackend()
+    backend.enqueue_failure("llama_decode failed with code -3", partial="Half an")
+    store = Store(tmp_path / "chat.db")
+    bot = Chatbot(backend, get_persona("villager"), user="alice", store=store)
+    pieces: list[str] = []
+    with pytest.raises(BackendError, match="llama_decode failed"):
+        for piece in bot.send("Tell me a story"):
+            pieces.append(piece)
+    assert "".join(pieces) == "Half an"
+    stored = store.messages(bot.conversation_id or "")
+    assert [(m.role, m.content, m.complete) for m in stored] == [
+        ("user", "Tell me a story", False), ("assistant", "Half an", False)]
+    store.close()
+
+
+def test_a_reply_cancelled_by_someone_else_is_stored_incomplete(scripted: ScriptedBackend,
+                                                                tmp_path: Path) -> None:
+    """A stream that ends with ``Done("cancelled")`` (the server stopped it for a client that
+    left) is not a finished answer."""
+    from chinwag.types import Done, TokenEvent, Usage
+
+    store = Store(tmp_path / "chat.db")
+    bot = Chatbot(scripted, get_persona("villager"), user="bob", store=store)
+    bot.backend.generate_chat = lambda prompt, params: iter(  # type: ignore[method-assign]
+        [TokenEvent("Well"), Done("cancelled", Usage(10, 1))])
+    assert "".join(bot.send("Hello")) == "Well"
+    stored = store.messages(bot.conversation_id or "")
+    assert [m.complete for m in stored] == [False, False]
+    store.close()

@@ -1,31 +1,22 @@
-"""The engine's step loop on the real model: prefill in chunks, cancellation, scoring."""
+"""The engine's step loop on the real model: prefill in chunks, batching, failures,
+cancellation, scoring."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
 from pathlib import Path
 
+import llama_cpp
 import pytest
 
 from chinwag.engine import Engine, LlamaModel
-from chinwag.errors import ContextOverflow, InvalidParams
-from chinwag.types import SamplingParams
+from chinwag.errors import BackendError, ContextOverflow, InvalidParams
+from support.engine import GREEDY, Consumer, greedy
+from support.engine import assert_same_up_to_a_near_tie as same_up_to_a_near_tie
 
 pytestmark = pytest.mark.slow
 
-GREEDY = SamplingParams(temperature=0, max_tokens=12, repeat_penalty=1.0)
 PROMPT = "The history of the village of Limbo begins long ago, when " * 6
-
-
-@pytest.fixture(scope="module")
-def model(model_path: Path) -> Iterator[LlamaModel]:
-    m = LlamaModel(model_path)
-    yield m
-    m.close()
-
-
-def greedy(engine: Engine, tokens: list[int]) -> list[int]:
-    return list(engine.run(engine.submit(tokens, GREEDY)))
 
 
 def test_prompt_prefilled_in_small_chunks_gives_the_same_tokens(model: LlamaModel) -> None:
@@ -49,6 +40,7 @@ def test_cancelling_frees_the_sequence_slot(model: LlamaModel) -> None:
         assert engine.slots.free == ()
         run.close()
         assert seq.finish_reason == "cancelled"
+        assert engine.wait_idle(60)
         assert engine.slots.free == (0,) and engine.active == ()
         again = greedy(engine, model.tokenize("Once upon a time"))
         assert len(again) == 12
@@ -95,20 +87,6 @@ PROMPTS = ["Once upon a time", "The capital of France is", "1, 2, 3, 4,",
            "Dear diary, today", "Q: What is a goat?\nA:"]
 
 
-def assert_same_up_to_a_near_tie(engine: Engine, prompt: list[int], a: list[int],
-                                 b: list[int]) -> None:
-    """``a`` and ``b`` (greedy continuations of ``prompt``) are equal, or first differ where
-    the two tokens are within 0.5 nats of each other when scored alone."""
-    assert len(a) == len(b)
-    if a == b:
-        return
-    k = next(i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y)
-    prefix = prompt + a[:k]
-    gap = engine.logprobs([*prefix, a[k]], len(prefix))[0] - \
-        engine.logprobs([*prefix, b[k]], len(prefix))[0]
-    assert abs(gap) < 0.5, (k, gap)
-
-
 def test_batched_greedy_tokens_match_alone_up_to_near_ties(model: LlamaModel) -> None:
     """Eight sequences batched give each the greedy tokens it gets alone, except where
     llama.cpp's CPU kernels round differently for another batch shape (its tiled matmuls for
@@ -116,8 +94,6 @@ def test_batched_greedy_tokens_match_alone_up_to_near_ties(model: LlamaModel) ->
     candidates must be a near tie (< 0.5 nats apart when scored alone; scoring itself runs
     in another batch shape, so it rounds differently too). A sequence mixed up
     with another one, or a wrong position or logits row, fails this by far."""
-    import threading
-
     engine = Engine(model, n_ctx=256, n_threads=2, n_seq_max=8)
     try:
         alone = [greedy(engine, model.tokenize(p)) for p in PROMPTS]
@@ -137,16 +113,15 @@ def test_batched_greedy_tokens_match_alone_up_to_near_ties(model: LlamaModel) ->
             t.join()
         # batched: far fewer decode calls than one per token per sequence
         assert engine.steps - steps_before < sum(len(t) + 1 for t in alone) / 2
+        assert engine.wait_idle(60)
         assert sorted(engine.slots.free) == list(range(8)) and engine.active == ()
         for prompt, a, b in zip(PROMPTS, alone, together, strict=True):
-            assert_same_up_to_a_near_tie(engine, model.tokenize(prompt), a, b)
+            same_up_to_a_near_tie(engine, model.tokenize(prompt), a, b)
     finally:
         engine.close()
 
 
 def test_a_cancelled_sequence_leaves_the_batch_and_the_others_go_on(model: LlamaModel) -> None:
-    import threading
-
     engine = Engine(model, n_ctx=256, n_threads=2, n_seq_max=2)
     try:
         expected = greedy(engine, model.tokenize(PROMPTS[0]))
@@ -166,7 +141,7 @@ def test_a_cancelled_sequence_leaves_the_batch_and_the_others_go_on(model: Llama
         next(quitter)
         quitter.close()
         thread.join(60)
-        assert_same_up_to_a_near_tie(engine, model.tokenize(PROMPTS[0]), expected, out)
+        same_up_to_a_near_tie(engine, model.tokenize(PROMPTS[0]), expected, out)
         third = greedy(engine, model.tokenize(PROMPTS[2]))  # both slots free again
         assert len(third) == 12 and sorted(engine.slots.free) == [0, 1]
     finally:
@@ -189,7 +164,7 @@ def test_a_returning_prompt_reuses_the_slots_cells_and_continues_as_recomputed(
         recomputed_seq = fresh.submit(second, GREEDY)
         recomputed = list(fresh.run(recomputed_seq))
         assert recomputed_seq.n_cached == 0
-        assert_same_up_to_a_near_tie(fresh, second, recomputed, reused)
+        same_up_to_a_near_tie(fresh, second, recomputed, reused)
         other = engine.submit(model.tokenize("Something else entirely"), GREEDY)
         list(engine.run(other))
         assert other.n_cached <= 1  # a different prompt reuses nothing (BOS at most)
@@ -201,8 +176,6 @@ def test_a_returning_prompt_reuses_the_slots_cells_and_continues_as_recomputed(
 def test_pieces_are_right_when_many_threads_detokenize_at_once(model_path: Path) -> None:
     """Eight streams decode their tokens in eight threads: no piece lands in another's cache
     entry (a shared buffer once turned every "2" into "1" for the rest of the process)."""
-    import threading
-
     fresh = LlamaModel(model_path)
     reference = LlamaModel(model_path)
     try:
@@ -230,8 +203,6 @@ def test_a_long_newcomer_is_prefilled_in_chunks_between_the_others_tokens(
     """While one sequence streams, a 1,000-token prompt joins: it is computed at most
     ``prefill_chunk`` tokens a step, and the streaming sequence gets a token at every one of
     those steps instead of waiting for the whole prompt."""
-    import threading
-
     engine = Engine(model, n_ctx=2048, n_threads=2, n_seq_max=2, prefill_chunk=128)
     try:
         steps_of_tokens: list[int] = []
@@ -263,3 +234,74 @@ def test_a_long_newcomer_is_prefilled_in_chunks_between_the_others_tokens(
         assert len(during) >= prefill_steps - 1, (during, admitted_at, first_token_at)
     finally:
         engine.close()
+
+
+# -- failures and cancellation ---------------------------------------------------------------------
+
+def test_a_failed_step_fails_every_generation_in_it(model: LlamaModel,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """llama_decode fails while two generations decode together: both consumers get the
+    BackendError (not a quiet end that looks like a finished answer), their slots' cells are
+    dropped, and the engine serves the next generation as before."""
+    engine = Engine(model, n_ctx=256, n_threads=2, n_seq_max=2)
+    real_decode = llama_cpp.llama_decode
+    armed = threading.Event()
+
+    def decode(ctx: object, batch: object) -> int:
+        if armed.is_set() and batch.n_tokens == 2:  # type: ignore[attr-defined]
+            armed.clear()
+            return -3  # llama.cpp: the graph could not be computed
+        return int(real_decode(ctx, batch))
+
+    try:
+        before = greedy(engine, model.tokenize(PROMPTS[0]))
+        monkeypatch.setattr(llama_cpp, "llama_decode", decode)
+        long = GREEDY.with_(max_tokens=200)
+        a = Consumer(engine, model.tokenize(PROMPTS[0]), long)
+        b = Consumer(engine, model.tokenize(PROMPTS[1]), long)
+        assert a.started.wait(60) and b.started.wait(60)
+        armed.set()
+        a.join()
+        b.join()
+        for c in (a, b):
+            assert isinstance(c.error, BackendError) and "code -3" in str(c.error)
+            assert c.gen.finish_reason is None and c.gen.error is not None
+            assert len(c.tokens) < 200
+        assert engine.timing.failed == 2 and engine.timing.cancelled == 0
+        assert engine.wait_idle(60)
+        assert sorted(engine.slots.free) == [0, 1]
+        assert all(engine.slots.kept(s) == [] for s in (0, 1))  # failed cells dropped
+        assert greedy(engine, model.tokenize(PROMPTS[0])) == before
+    finally:
+        engine.close()
+
+
+def test_cancel_from_another_thread_stops_a_generation_waiting_for_a_slot(
+        model: LlamaModel) -> None:
+    engine = Engine(model, n_ctx=256, n_threads=2, n_seq_max=1)
+    try:
+        running = Consumer(engine, model.tokenize(PROMPTS[0]), GREEDY.with_(max_tokens=100))
+        assert running.started.wait(60)
+        waiting = Consumer(engine, model.tokenize(PROMPTS[1]), GREEDY)
+        engine.cancel(waiting.gen)
+        waiting.join()
+        assert waiting.error is None and waiting.tokens == []
+        assert waiting.gen.finish_reason == "cancelled" and not waiting.gen.admitted
+        engine.cancel(running.gen)  # and a running one, at the next step
+        running.join()
+        assert running.gen.finish_reason == "cancelled" and len(running.tokens) < 100
+        assert engine.timing.admitted == 1 and engine.timing.cancelled == 2
+        assert engine.wait_idle(60) and engine.slots.free == (0,)
+    finally:
+        engine.close()
+
+
+def test_closing_the_engine_ends_its_generations_with_an_error(model: LlamaModel) -> None:
+    engine = Engine(model, n_ctx=256, n_threads=2, n_seq_max=1)
+    running = Consumer(engine, model.tokenize(PROMPTS[0]), GREEDY.with_(max_tokens=200))
+    assert running.started.wait(60)
+    engine.close()
+    running.join()
+    assert isinstance(running.error, BackendError)
+    with pytest.raises(BackendError, match="closed"):
+        greedy(engine, model.tokenize(PROMPTS[1]))

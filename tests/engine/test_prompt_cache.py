@@ -3,16 +3,13 @@ states restored from RAM and from disk continuing exactly as the live cells woul
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from chinwag.engine import Engine, LlamaModel
 from chinwag.engine.prompt_cache import PromptCache, common_prefix
-from chinwag.types import SamplingParams
-
-GREEDY = SamplingParams(temperature=0, max_tokens=12, repeat_penalty=1.0)
+from support.engine import GREEDY
 
 
 def state(n: int, fill: int = 7) -> bytes:
@@ -123,13 +120,6 @@ def test_unreadable_files_are_skipped_not_fatal(tmp_path: Path) -> None:
 
 
 # -- restoring on the real model -----------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def model(model_path: Path) -> Iterator[LlamaModel]:
-    m = LlamaModel(model_path)
-    yield m
-    m.close()
-
 
 def greedy(engine: Engine, tokens: list[int]) -> tuple[list[int], str | None, int]:
     seq = engine.submit(tokens, GREEDY)

@@ -1,9 +1,16 @@
-"""Grammars made from JSON Schemas."""
+"""Grammars made from JSON Schemas; the repetition penalty and top-k against llama.cpp's own
+samplers."""
 
+from __future__ import annotations
+
+import llama_cpp
+import numpy as np
 import pytest
 
-from chinwag.engine.sampler import grammar_for_schema
+from chinwag.engine import LlamaModel
+from chinwag.engine.sampler import RepeatPenalty, Sampler, TopK, grammar_for_schema
 from chinwag.errors import SchemaError
+from chinwag.types import SamplingParams
 
 
 def test_string_characters_exclude_control_characters() -> None:
@@ -21,3 +28,120 @@ def test_empty_schema_is_any_json_with_bounded_whitespace() -> None:
 def test_invalid_schema_is_a_schema_error() -> None:
     with pytest.raises(SchemaError, match="not a valid JSON Schema"):
         grammar_for_schema({"type": 12})
+
+
+# -- the repetition penalty and top-k against llama.cpp's own samplers ---------------------------
+
+def test_penalty_window_slides_and_counts_like_llama_cpp() -> None:
+    """Tokens leave the window oldest first; a token's penalty follows llama.cpp's formula:
+    logit <= 0 multiplied, > 0 divided, then count * frequency + presence subtracted."""
+    penalty = RepeatPenalty(3, 2.0, frequency=0.5, presence=0.25, history=[7, 1, 2, 2])
+    row = np.array([1.0, 4.0, -3.0, 5.0], dtype=np.float32)
+    penalty.apply(row)  # window 1, 2, 2: token 7 has left it
+    assert row.tolist() == [1.0, 4.0 / 2 - 0.75, -3.0 * 2 - 1.25, 5.0]
+    for token in (3, 3, 3):
+        penalty.accept(token)
+    row = np.array([1.0, 4.0, -3.0, 5.0], dtype=np.float32)
+    penalty.apply(row)  # window 3, 3, 3
+    assert row.tolist() == [1.0, 4.0, -3.0, 5.0 / 2 - 1.75]
+
+
+def test_top_k_is_the_k_largest_logits_largest_first() -> None:
+    rng = np.random.default_rng(7)
+    top_k = TopK(40)
+    for spread in (0.1, 3.0, 30.0):  # the gap guess must widen and narrow as rows change
+        row = (rng.standard_normal(262_144) * spread).astype(np.float32)
+        ids = top_k(row)
+        assert ids.tolist() == np.argsort(-row, kind="stable")[:40].tolist()
+
+
+class Reference:
+    """A bare llama.cpp context continuing one prompt: logits for a test to sample from."""
+
+    def __init__(self, model: LlamaModel, prompt: list[int]) -> None:
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx, params.n_threads, params.n_threads_batch = 512, 2, 2
+        self.ctx = llama_cpp.llama_init_from_model(model.handle, params)
+        self.batch = llama_cpp.llama_batch_init(512, 0, 1)
+        self.pos = 0
+        self.feed(prompt)
+
+    def feed(self, tokens: list[int]) -> None:
+        b = self.batch
+        for i, token in enumerate(tokens):
+            b.token[i], b.pos[i], b.n_seq_id[i] = token, self.pos + i, 1
+            b.seq_id[i][0], b.logits[i] = 0, i == len(tokens) - 1
+        b.n_tokens = len(tokens)
+        assert llama_cpp.llama_decode(self.ctx, b) == 0
+        self.pos += len(tokens)
+        self.index = len(tokens) - 1
+
+    def close(self) -> None:
+        llama_cpp.llama_batch_free(self.batch)
+        llama_cpp.llama_free(self.ctx)
+
+
+def llama_chain(model: LlamaModel, params: SamplingParams, prompt: list[int]) -> object:
+    """llama.cpp's own chain, in common/sampling.cpp's order, with its penalties sampler fed
+    the prompt (as llama-server does)."""
+    chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+    add = llama_cpp.llama_sampler_chain_add
+    add(chain, llama_cpp.llama_sampler_init_penalties(
+        model.n_vocab, params.repeat_last_n, params.repeat_penalty, 0.0, 0.0))
+    if params.temperature <= 0:
+        add(chain, llama_cpp.llama_sampler_init_greedy())
+    else:
+        add(chain, llama_cpp.llama_sampler_init_top_k(params.top_k))
+        add(chain, llama_cpp.llama_sampler_init_top_p(params.top_p, 1))
+        add(chain, llama_cpp.llama_sampler_init_min_p(params.min_p, 1))
+        add(chain, llama_cpp.llama_sampler_init_temp(params.temperature))
+        add(chain, llama_cpp.llama_sampler_init_dist(params.seed))
+    for token in prompt:
+        llama_cpp.llama_sampler_accept(chain, token)
+    return chain
+
+
+def side_by_side(model: LlamaModel, params: SamplingParams, text: str,
+                 n: int = 48) -> tuple[list[int], list[int]]:
+    """Tokens chosen by chinwag's ``Sampler`` and by llama.cpp's chain from the same logits,
+    step by step (each continues with llama.cpp's choice)."""
+    prompt = model.tokenize(text)
+    ref = Reference(model, prompt)
+    theirs_chain = llama_chain(model, params, prompt)
+    ours = Sampler(model.vocab, model.n_vocab, params, history=prompt)
+    mine: list[int] = []
+    theirs: list[int] = []
+    try:
+        for _ in range(n):
+            theirs.append(llama_cpp.llama_sampler_sample(theirs_chain, ref.ctx, ref.index))
+            mine.append(ours.sample(ref.ctx, ref.index))  # edits the row: after theirs
+            ref.feed([theirs[-1]])
+    finally:
+        ours.close()
+        llama_cpp.llama_sampler_free(theirs_chain)
+        ref.close()
+    return mine, theirs
+
+
+@pytest.mark.slow
+def test_repeat_penalty_greedy_matches_llama_cpps_penalties_sampler(model: LlamaModel) -> None:
+    """Greedy with a strong penalty on a repetitive prompt: token for token what llama.cpp's
+    penalties sampler (which walks the whole vocabulary) chooses, and not what greedy without
+    a penalty chooses."""
+    text = "one two one two one two one two one two one two"
+    params = SamplingParams(temperature=0, repeat_penalty=1.5, repeat_last_n=16)
+    mine, theirs = side_by_side(model, params, text)
+    assert mine == theirs
+    plain, _ = side_by_side(model, params.with_(repeat_penalty=1.0), text)
+    assert plain != mine  # the penalty changed the text: this test can tell
+
+
+@pytest.mark.slow
+def test_seeded_sampling_matches_llama_cpps_chain(model: LlamaModel) -> None:
+    """Temperature, top-k, top-p, min-p, a seed and the default penalty: chinwag's top-k on
+    the row plus llama.cpp's chain on the candidates draws what llama.cpp's whole chain
+    draws."""
+    params = SamplingParams(temperature=0.9, seed=42, repeat_penalty=1.1, top_k=40)
+    mine, theirs = side_by_side(model, params, "Once upon a time, in a small village,")
+    assert mine == theirs
+    assert len(set(theirs)) > 10  # a real draw, not a loop on one token

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -92,22 +91,16 @@ def test_queue_over_its_bound_is_a_503_with_retry_after(
         make_server: Callable[..., Any]) -> None:
     s = make_server("--max-queue", "0", "--parallel", "1")
     long = {"model": MODEL, "prompt": "Once upon a time", "max_tokens": 400,
-            "temperature": 0.8}
-    results: dict[str, int] = {}
-
-    def run_long() -> None:
-        results["long"] = httpx.post(f"{s.url}/v1/completions", json=long,
-                                     timeout=120).status_code
-
-    worker = threading.Thread(target=run_long)
-    worker.start()
-    time.sleep(1.5)  # the long request holds the model now
-    busy = httpx.post(f"{s.url}/v1/completions", json={"model": MODEL, "prompt": "Hi"},
-                      timeout=30)
-    assert busy.status_code == 503
-    assert busy.headers["retry-after"] == "1" and error_of(busy)["code"] == "overloaded"
-    worker.join()
-    assert results["long"] == 200  # never interrupted by the refused one
+            "temperature": 0.8, "stream": True}
+    with httpx.stream("POST", f"{s.url}/v1/completions", json=long, timeout=120) as running:
+        lines = running.iter_lines()
+        next(line for line in lines if line.startswith("data: "))  # it holds the model now
+        busy = httpx.post(f"{s.url}/v1/completions", json={"model": MODEL, "prompt": "Hi"},
+                          timeout=30)
+        assert busy.status_code == 503
+        assert busy.headers["retry-after"] == "1" and error_of(busy)["code"] == "overloaded"
+        rest = [line for line in lines if line.startswith("data: ")]
+    assert rest[-1] == "data: [DONE]"  # never interrupted by the refused one
     after = httpx.post(f"{s.url}/v1/completions",
                        json={"model": MODEL, "prompt": "Hi", "max_tokens": 2}, timeout=30)
     assert after.status_code == 200

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -32,22 +32,25 @@ async def run_one(queue: GenerationQueue, log: Log, name: str, who: str,
     return [x async for x in queue.stream(lambda: log.job(name, hold=hold), who)]
 
 
-async def settle() -> None:
-    for _ in range(20):
-        await asyncio.sleep(0.01)
+async def until(condition: Callable[[], bool], seconds: float = 30) -> None:
+    """Let the loop and the workers run until ``condition`` holds (a deadline, not a
+    synchronisation)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.001)
 
 
 def test_a_user_with_many_requests_does_not_starve_another() -> None:
     async def main() -> list[str]:
         queue, log = GenerationQueue(max_queue=50, parallel=1), Log()
         blocker = asyncio.create_task(run_one(queue, log, "first", "x", hold=True))
-        await settle()
+        await until(lambda: log.started == ["first"])
         tasks = [asyncio.create_task(run_one(queue, log, f"a{i}", "alice")) for i in range(5)]
-        await settle()
+        await until(lambda: queue.waiting == 5)
         tasks.append(asyncio.create_task(run_one(queue, log, "b0", "bob")))
         tasks.append(asyncio.create_task(run_one(queue, log, "c0", "carol")))
-        await settle()
-        assert queue.waiting == 7
+        await until(lambda: queue.waiting == 7)
         log.gate.set()
         await asyncio.gather(blocker, *tasks)
         queue.close()
@@ -62,9 +65,9 @@ def test_the_bound_still_answers_overloaded() -> None:
     async def main() -> None:
         queue, log = GenerationQueue(max_queue=2, parallel=1), Log()
         blocker = asyncio.create_task(run_one(queue, log, "first", "x", hold=True))
-        await settle()
+        await until(lambda: log.started == ["first"])
         waiting = [asyncio.create_task(run_one(queue, log, f"w{i}", f"u{i}")) for i in range(2)]
-        await settle()
+        await until(lambda: queue.waiting == 2)
         with pytest.raises(Overloaded):
             await run_one(queue, log, "late", "u9")
         log.gate.set()
@@ -79,12 +82,12 @@ def test_a_request_cancelled_while_waiting_leaves_the_line() -> None:
     async def main() -> None:
         queue, log = GenerationQueue(max_queue=10, parallel=1), Log()
         blocker = asyncio.create_task(run_one(queue, log, "first", "x", hold=True))
-        await settle()
+        await until(lambda: log.started == ["first"])
         gone = asyncio.create_task(run_one(queue, log, "gone", "alice"))
         kept = asyncio.create_task(run_one(queue, log, "kept", "bob"))
-        await settle()
+        await until(lambda: queue.waiting == 2)
         gone.cancel()
-        await settle()
+        await asyncio.gather(gone, return_exceptions=True)
         assert queue.waiting == 1
         log.gate.set()
         await asyncio.gather(blocker, kept)
@@ -101,11 +104,38 @@ def test_parallel_places_are_all_used() -> None:
         queue, log = GenerationQueue(max_queue=10, parallel=3), Log()
         tasks = [asyncio.create_task(run_one(queue, log, f"r{i}", "same", hold=True))
                  for i in range(4)]
-        await settle()
-        assert sorted(log.started) == ["r0", "r1", "r2"] and queue.waiting == 1
+        await until(lambda: len(log.started) == 3 and queue.waiting == 1)
+        assert sorted(log.started) == ["r0", "r1", "r2"]
         log.gate.set()
         await asyncio.gather(*tasks)
         assert log.started[-1] == "r3"
+        queue.close()
+
+    asyncio.run(main())
+
+
+def test_a_consumer_that_leaves_stops_a_worker_blocked_inside_the_backend() -> None:
+    """The worker waits inside the backend (for a slot, in a long prefill) and reads nothing:
+    cancelling the consumer stops it through the ``CancelScope`` the backend registered with,
+    and the place is free for the next request."""
+    from chinwag.cancellation import on_cancel
+
+    stopped, started = threading.Event(), threading.Event()
+
+    def blocked() -> Iterator[str]:
+        on_cancel(stopped.set)
+        started.set()
+        stopped.wait(10)
+        yield "too late"
+
+    async def main() -> None:
+        queue, log = GenerationQueue(max_queue=10, parallel=1), Log()
+        consumer = asyncio.create_task(anext(aiter(queue.stream(blocked, "x"))))
+        await until(started.is_set)
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)
+        assert stopped.is_set()
+        assert await run_one(queue, log, "next", "y") == ["next"]
         queue.close()
 
     asyncio.run(main())

@@ -106,8 +106,9 @@ class LanguageBackend(ABC):
     def engine_stats(self) -> dict[str, float]:
         """Step-loop counters since start for backends that run their own engine (``steps``,
         ``batch_tokens``, ``decode_seconds``, ``sample_seconds``, ``step_seconds``,
-        ``admitted``, ``cancelled``, ``failed``: ``chinwag.engine.EngineStats``); empty for
-        the others. ``/metrics`` exports them."""
+        ``admitted``, ``cancelled``, ``failed``: ``chinwag.engine.EngineStats``; ``slot_moves``;
+        and the gauges ``active`` and ``waiting``); empty for the others. ``/metrics`` exports
+        them."""
         return {}
 
     @abstractmethod

@@ -81,7 +81,9 @@ class LlamaCppBackend(LanguageBackend):
                 "entries": len(cache) if cache is not None else 0}
 
     def engine_stats(self) -> dict[str, float]:
-        return dataclasses.asdict(self.engine.timing)
+        engine = self.engine
+        return {**dataclasses.asdict(engine.timing), "slot_moves": engine.slots.moves,
+                "active": len(engine.active), "waiting": engine.waiting}
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` as a whole prompt (BOS included when the model adds one)."""

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from chinwag.backends.base import Capabilities, LanguageBackend, ModelInfo, check_json_schema
-from chinwag.errors import ContextOverflow, InvalidParams
+from chinwag.errors import BackendError, ContextOverflow, InvalidParams
 from chinwag.prompting.base import ChatFormat, Speakers
 from chinwag.prompting.transcript import TranscriptFormat
 from chinwag.types import Choice, Done, EventStream, Message, SamplingParams, TokenEvent, Usage
@@ -42,11 +42,18 @@ class Request:
     options: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class _Failure:
+    message: str
+    partial: str
+
+
 class ScriptedBackend(LanguageBackend):
     """Replays queued replies word by word; records every request in ``requests``.
 
     Token counting is a word count (whitespace-separated pieces), which keeps tests readable.
-    With nothing queued, ``generate`` answers ``default_reply``. A ``json_schema`` is checked for
+    With nothing queued, ``generate`` answers ``default_reply``; ``enqueue_failure`` queues a
+    model that fails mid-answer. A ``json_schema`` is checked for
     validity (``SchemaError``) and the scripted reply is replayed as it is: queue the JSON the
     model should produce, or broken JSON to test what happens when a model is cut short.
 
@@ -61,7 +68,7 @@ class ScriptedBackend(LanguageBackend):
 
     def __init__(self, replies: Iterable[str] = (), *, context_length: int = 2048,
                  default_reply: str = "...", chat_format: ChatFormat | None = None) -> None:
-        self._replies: deque[str] = deque(replies)
+        self._replies: deque[str | _Failure] = deque(replies)
         self._choices: deque[int] = deque()
         self._context_length = context_length
         self.default_reply = default_reply
@@ -71,6 +78,12 @@ class ScriptedBackend(LanguageBackend):
     def enqueue(self, *replies: str) -> None:
         """Queue replies, answered in order by later ``generate``/``chat`` calls."""
         self._replies.extend(replies)
+
+    def enqueue_failure(self, message: str = "the scripted model failed",
+                        partial: str = "") -> None:
+        """Queue a failure: the next ``generate`` replays ``partial`` (word by word, possibly
+        nothing), then raises ``BackendError(message)``, as a model that fails mid-answer."""
+        self._replies.append(_Failure(message, partial))
 
     def enqueue_choice(self, index: int) -> None:
         """Queue the index the next ``choose`` call returns (default: 0)."""
@@ -90,7 +103,14 @@ class ScriptedBackend(LanguageBackend):
             raise ContextOverflow(prompt_tokens, self._context_length)
         self.requests.append(Request(prompt=prompt, params=params))
         reply = self._replies.popleft() if self._replies else self.default_reply
+        if isinstance(reply, _Failure):
+            return self._fail(reply)
         return self._stream(reply, params, prompt_tokens)
+
+    def _fail(self, failure: _Failure) -> EventStream:
+        for piece in _PIECES.findall(failure.partial):
+            yield TokenEvent(piece)
+        raise BackendError(failure.message)
 
     def _stream(self, reply: str, params: SamplingParams, prompt_tokens: int) -> EventStream:
         cut = min((reply.find(s) for s in params.stop if s in reply), default=-1)

@@ -15,6 +15,7 @@ at minus infinity), so the result is the chain llama.cpp would run.
 
 from __future__ import annotations
 
+import ctypes
 import json
 from collections import Counter, deque
 from collections.abc import Sequence
@@ -25,7 +26,7 @@ import llama_cpp
 import numpy as np
 from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
 
-from chinwag.errors import SchemaError
+from chinwag.errors import BackendError, SchemaError
 from chinwag.types import SamplingParams
 
 # llama.cpp's JSON grammars allow unbounded whitespace between tokens; a small base model can
@@ -125,8 +126,44 @@ class RepeatPenalty:
         logits[ids] = values
 
 
+class TopK:
+    """The ``k`` largest logits of a row, largest first: what llama.cpp's top-k sampler keeps,
+    found without copying the vocabulary into a candidate array and sorting it.
+
+    A vectorised comparison keeps the tokens within ``gap`` of the largest logit, and only
+    those are sorted; ``gap`` starts from the last row's spread (logits of one sequence change
+    little from step to step) and widens until at least ``k`` tokens are in. On Gemma 3's
+    262,144-token rows: about 0.15 ms, against about 0.5 ms for llama.cpp's candidate array and
+    partial sort. Ties at the k-th place may be broken differently (lowest id first here;
+    ``std::partial_sort`` leaves it unspecified).
+    """
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self._gap = np.float32(8.0)
+
+    def __call__(self, row: np.ndarray) -> np.ndarray:
+        """Token ids of the ``k`` largest values of ``row``, largest first."""
+        top = row.max()
+        gap = self._gap
+        while True:
+            ids = np.flatnonzero(row >= top - gap)
+            if len(ids) >= self.k or gap > 1e30:
+                break
+            gap = gap * np.float32(2.0)
+        best = ids[np.argsort(-row[ids], kind="stable")[:self.k]]
+        self._gap = np.float32((top - row[best[-1]]) * 1.25 + 0.5)
+        return best
+
+
 class Sampler:
     """An owned ``llama_sampler`` chain; ``sample`` picks and accepts the next token.
+
+    The repetition penalty, greedy choice and top-k are done on the logits row itself
+    (``RepeatPenalty``, ``numpy.argmax``, ``TopK``); llama.cpp's chain then runs on the top-k
+    candidates only (top-p, min-p, temperature, the seeded draw), or on the whole row when a
+    grammar must see every token or top-k is off. The tokens chosen are the ones llama.cpp's
+    chain in ``common/sampling.cpp``'s order would choose from the same logits.
 
     Args:
         vocab: the model's ``llama_vocab *``.
@@ -156,10 +193,20 @@ class Sampler:
                 raise SchemaError("llama.cpp could not parse the grammar made from the schema")
             llama_cpp.llama_sampler_chain_add(chain, g)
         add = llama_cpp.llama_sampler_chain_add
+        # without a grammar, greedy choice is the first largest logit (llama.cpp's greedy
+        # sampler picks the same), and top-k is taken from the row (TopK)
+        self._argmax = params.temperature <= 0 and grammar is None
+        self._top_k: TopK | None = None
         if params.temperature <= 0:
             add(chain, llama_cpp.llama_sampler_init_greedy())
             return
-        if params.top_k > 0:
+        if 0 < params.top_k < n_vocab and grammar is None:
+            self._top_k = TopK(params.top_k)
+            self._cands = (llama_cpp.llama_token_data * params.top_k)()
+            self._view = np.ctypeslib.as_array(self._cands)  # fields id, logit, p
+            self._array = llama_cpp.llama_token_data_array(
+                data=self._cands, size=params.top_k, selected=-1, sorted=True)
+        elif params.top_k > 0:
             add(chain, llama_cpp.llama_sampler_init_top_k(params.top_k))
         if params.top_p < 1.0:
             add(chain, llama_cpp.llama_sampler_init_top_p(params.top_p, 1))
@@ -172,12 +219,38 @@ class Sampler:
     def sample(self, ctx: Any, index: int) -> int:
         """Pick a token from the logits at batch position ``index`` and accept it (the
         repetition penalty edits that logits row first)."""
+        if self.penalty is None and not self._argmax and self._top_k is None:
+            return int(llama_cpp.llama_sampler_sample(self._chain, ctx, index))
+        row = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, index),
+                                    shape=(self.n_vocab,))
         if self.penalty is not None:
-            row = llama_cpp.llama_get_logits_ith(ctx, index)
-            self.penalty.apply(np.ctypeslib.as_array(row, shape=(self.n_vocab,)))
-        token = int(llama_cpp.llama_sampler_sample(self._chain, ctx, index))
+            self.penalty.apply(row)
+        if self._argmax:
+            token = int(row.argmax())
+        elif self._top_k is not None:
+            token = self._from_candidates(row, self._top_k(row))
+        else:
+            token = int(llama_cpp.llama_sampler_sample(self._chain, ctx, index))
         if self.penalty is not None:
             self.penalty.accept(token)
+        return token
+
+    def _from_candidates(self, row: np.ndarray, ids: np.ndarray) -> int:
+        """Run the chain on the top-k candidates (sorted, as llama.cpp's top-k leaves them)
+        and accept its choice."""
+        view, array = self._view, self._array
+        view["id"] = ids
+        view["logit"] = row[ids]
+        view["p"] = 0.0
+        array.data = self._cands
+        array.size = len(ids)
+        array.selected = -1
+        array.sorted = True
+        llama_cpp.llama_sampler_apply(self._chain, ctypes.byref(array))
+        if not 0 <= array.selected < array.size:
+            raise BackendError("the sampler chain selected no token")
+        token = int(array.data[array.selected].id)
+        llama_cpp.llama_sampler_accept(self._chain, token)
         return token
 
     def close(self) -> None:

@@ -11,12 +11,16 @@ layout): a token attends over its own slot's cells only, not over every cell in 
 sliding-window layers keep only their window (``swa_full`` off). Measured on 2 cores, 8 streams:
 the unified buffer cost a third of the speed once slots kept cells between requests.
 
-Continuous batching without a driver thread: every caller of ``run`` consumes its own
-generation's tokens, and whichever caller finds no token waiting and nobody stepping runs the
-next step for all active generations (leader/follower). A new generation joins at the next
-step; a finished or cancelled one leaves after the step it is in. With every slot busy, a new
-``run`` waits for one to free up. ``cancel`` may be called from any thread: the generation stops
-at the next step, or at once while it waits for a slot.
+Continuous batching on one step thread: the engine's own thread admits waiting generations,
+runs the steps and scoring; every caller of ``run`` only consumes its own generation's tokens
+as the steps hand them over. One thread matters: llama.cpp's CPU backend runs each graph in an
+OpenMP parallel region, and OpenMP keeps a team of worker threads per calling thread; with the
+steps led by whichever caller came first (chinwag's first design) up to eight teams idled
+around two cores, OpenMP then stopped spinning at its barriers, and every step got slower
+(measured: one sequence 25 -> 28-33 ms a step). A new generation joins at the next step; a
+finished or cancelled one leaves after the step it is in. With every slot busy, a new one waits
+for a slot. ``cancel`` may be called from any thread: the generation stops at the next step, or
+at once while it waits for a slot.
 
 When ``llama_decode`` fails, every generation in that step fails: each consumer gets a
 ``BackendError`` (a cancelled or cut reply would look like a success), and their slots' cells
@@ -36,7 +40,8 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Callable, Generator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,7 +54,6 @@ from chinwag.engine.sampler import Sampler
 from chinwag.engine.slots import Slots
 from chinwag.errors import BackendError, ContextOverflow, InvalidParams
 from chinwag.types import FinishReason, SamplingParams
-
 
 @dataclass(eq=False)
 class Generation:
@@ -173,8 +177,12 @@ class Engine:
         self._active: list[Generation] = []
         self._cancelled: list[Generation] = []
         self._pending: list[Generation] = []
+        self._scores: deque[Callable[[], None]] = deque()
         self._cond = threading.Condition()
         self._stepping = False
+        self._closing = False
+        self._thread = threading.Thread(target=self._loop, name="chinwag-engine", daemon=True)
+        self._thread.start()
 
     @property
     def steps(self) -> int:
@@ -186,6 +194,12 @@ class Engine:
         """Generations holding a slot now."""
         with self._cond:
             return tuple(self._active)
+
+    @property
+    def waiting(self) -> int:
+        """Generations waiting for a slot now."""
+        with self._cond:
+            return len(self._pending)
 
     # -- generation ----------------------------------------------------------------------------
 
@@ -213,60 +227,52 @@ class Engine:
     def run(self, gen: Generation) -> Generator[int, None, None]:
         """Advance ``gen`` to its end, yielding each sampled token id as it comes.
 
-        Waits for a free slot first. Other threads' generations advance in the same
-        ``llama_decode`` calls. Closing the iterator early, or ``cancel(gen)`` from another
-        thread, cancels it (``finish_reason == "cancelled"``); its slot and sampler are freed
-        after the step under way, if any.
+        The step thread admits it when a slot is free; other threads' generations advance in
+        the same ``llama_decode`` calls. Closing the iterator early, or ``cancel(gen)`` from
+        another thread, cancels it (``finish_reason == "cancelled"``); its slot and sampler
+        are freed after the step under way, if any.
 
         Raises:
             BackendError: ``llama_decode`` failed in a step ``gen`` was in (every generation
-                in that step gets it).
+                in that step gets it), or the engine was closed.
         """
         with self._cond:
+            if self._closing:
+                raise BackendError("the engine is closed")
             self._pending.append(gen)
+            self._cond.notify_all()
         try:
             while True:
                 with self._cond:
-                    while True:
-                        token = gen.new_tokens.popleft() if gen.new_tokens else None
-                        if token is not None or gen.ended:
-                            lead = False
-                            break
-                        if not self._stepping:
-                            self._sweep()
-                            self._admit_pending()
-                            if self._active:  # work to do: lead the next step
-                                self._stepping = lead = True
-                                break
+                    while not gen.new_tokens and not gen.ended:
                         self._cond.wait()
-                if token is not None:
-                    yield token
-                    continue
-                if not lead:
-                    if gen.error is not None:
-                        raise gen.error
-                    return
-                try:
-                    self._step()
-                except BackendError as e:
-                    self._fail_active(e)
-                finally:
-                    with self._cond:
-                        self._stepping = False
-                        self._sweep()
-                        self._cond.notify_all()
+                    token = gen.new_tokens.popleft() if gen.new_tokens else None
+                if token is None:
+                    break
+                yield token
+            if gen.error is not None:
+                raise gen.error
         finally:
             with self._cond:
-                if gen.finish_reason is None and gen.error is None:
+                if not gen.ended:
                     gen.finish_reason = "cancelled"
                     self.timing.cancelled += 1
                 if gen in self._pending:
                     self._pending.remove(gen)
                 if self._stepping:
-                    self._cancelled.append(gen)  # the stepper frees it after its step
+                    self._cancelled.append(gen)  # the step thread frees it after its step
                 else:
                     self._release(gen)
                 self._cond.notify_all()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until no generation is running or waiting and every slot ended with has been
+        freed (a cancelled one is freed by the step thread after the step it was in); False
+        if ``timeout`` seconds passed first."""
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: not (self._active or self._pending or self._cancelled or self._scores
+                             or self._stepping), timeout)
 
     def cancel(self, gen: Generation) -> None:
         """Stop ``gen`` from any thread: its ``run`` returns at once if it is waiting for a
@@ -277,6 +283,35 @@ class Engine:
                 gen.finish_reason = "cancelled"
                 self.timing.cancelled += 1
             self._cond.notify_all()
+
+    def _loop(self) -> None:
+        """The step thread: admit, score, step, until ``close``."""
+        while True:
+            with self._cond:
+                while True:
+                    self._sweep()
+                    score = self._scores.popleft() if self._scores and self.slots.free \
+                        else None
+                    if score is None:
+                        self._admit_pending()
+                    if score is not None or self._active:
+                        break
+                    if self._closing:
+                        return
+                    self._cond.wait()
+                self._stepping = True
+            try:
+                if score is not None:
+                    score()
+                else:
+                    self._step()
+            except BackendError as e:
+                self._fail_active(e)
+            finally:
+                with self._cond:
+                    self._stepping = False
+                    self._sweep()
+                    self._cond.notify_all()
 
     def _admit_pending(self) -> None:
         """Give free slots to waiting generations, first come first served (under ``_cond``,
@@ -401,19 +436,25 @@ class Engine:
             raise InvalidParams(f"start must be in [1, {len(tokens)}], got {start}")
         if len(tokens) > self.n_ctx:
             raise ContextOverflow(len(tokens), self.n_ctx)
-        with self._cond:
-            while not self.slots.free or self._stepping:
-                self._cond.wait()
-            seq_id = self.slots.claim_empty()
-            self._stepping = True  # scoring uses the context: no step meanwhile
-        try:
-            return self._score(tokens, start, seq_id)
-        finally:
+        future: Future[list[float]] = Future()
+
+        def score() -> None:  # on the step thread, with a slot free
             with self._cond:
-                self.slots.release(seq_id, None)
-                self._stepping = False
-                self._sweep()
-                self._cond.notify_all()
+                seq_id = self.slots.claim_empty()
+            try:
+                future.set_result(self._score(tokens, start, seq_id))
+            except BaseException as e:  # handed to the caller
+                future.set_exception(e)
+            finally:
+                with self._cond:
+                    self.slots.release(seq_id, None)
+
+        with self._cond:
+            if self._closing:
+                raise BackendError("the engine is closed")
+            self._scores.append(score)
+            self._cond.notify_all()
+        return future.result()
 
     def _score(self, tokens: list[int], start: int, seq_id: int) -> list[float]:
         scores: list[float] = []
@@ -439,13 +480,24 @@ class Engine:
     def forget_kept(self) -> None:
         """Drop the KV cells every free slot keeps for prefix reuse."""
         with self._cond:
+            while self._stepping:
+                self._cond.wait()
             self.slots.forget_kept()
 
     # -- lifetime ------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Free the context and batch, after saving the slots' kept cells to the prompt cache
+        """Stop the step thread (generations still running fail with ``BackendError``), then
+        free the context and batch, after saving the slots' kept cells to the prompt cache
         when it writes to disk (a restarted server finds them). Idempotent."""
+        with self._cond:
+            self._closing = True
+            for gen in [*self._active, *self._pending]:
+                if not gen.ended:
+                    gen.error = BackendError("the engine was closed")
+            self._cond.notify_all()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join()
         if self._ctx and self.cache is not None:
             with self._cond:
                 if self.cache.persistent:

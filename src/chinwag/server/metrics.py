@@ -24,8 +24,10 @@ class Metrics:
       ``chinwag_kv_cache_ram_bytes``: the backend's prompt cache, read at each scrape
     - ``chinwag_engine_steps_total``, ``chinwag_engine_batch_tokens_total``,
       ``chinwag_engine_{decode,sample,step}_seconds_total``,
-      ``chinwag_engine_generations_total{event="admitted|cancelled|failed"}``: the engine's
-      step loop (where a step's time goes), read at each scrape
+      ``chinwag_engine_generations_total{event="admitted|cancelled|failed"}``,
+      ``chinwag_engine_slot_moves_total``, ``chinwag_engine_active``,
+      ``chinwag_engine_waiting``: the engine's step loop (where a step's time goes), read at
+      each scrape
 
     Args:
         cache_stats: returns the backend's prompt-cache counters
@@ -120,8 +122,15 @@ class _EngineCollector(Collector):
             yield CounterMetricFamily(f"chinwag_engine_{part}_seconds",
                                       f"Seconds the step loop spent {what}",
                                       value=stats.get(f"{part}_seconds", 0.0))
+        yield CounterMetricFamily("chinwag_engine_slot_moves",
+                                  "Kept KV cells copied to a slot next to the running ones",
+                                  value=stats.get("slot_moves", 0))
         generations = CounterMetricFamily("chinwag_engine_generations",
                                           "Generations by event", labels=["event"])
         for event in ("admitted", "cancelled", "failed"):
             generations.add_metric([event], stats.get(event, 0))
         yield generations
+        yield GaugeMetricFamily("chinwag_engine_active", "Generations holding a slot",
+                                value=stats.get("active", 0))
+        yield GaugeMetricFamily("chinwag_engine_waiting", "Generations waiting for a slot",
+                                value=stats.get("waiting", 0))
