@@ -135,7 +135,7 @@ def test_a_cancelled_sequence_leaves_the_batch_and_the_others_go_on(model: Llama
 
         thread = threading.Thread(target=steady)
         thread.start()
-        started.wait(30)
+        assert started.wait(30)
         quitter = engine.run(engine.submit(model.tokenize(PROMPTS[1]),
                                            GREEDY.with_(max_tokens=200)))
         next(quitter)
@@ -143,6 +143,7 @@ def test_a_cancelled_sequence_leaves_the_batch_and_the_others_go_on(model: Llama
         thread.join(60)
         same_up_to_a_near_tie(engine, model.tokenize(PROMPTS[0]), expected, out)
         third = greedy(engine, model.tokenize(PROMPTS[2]))  # both slots free again
+        assert engine.wait_idle(60)
         assert len(third) == 12 and sorted(engine.slots.free) == [0, 1]
     finally:
         engine.close()

@@ -90,7 +90,7 @@ def test_api_key_required_when_configured(make_server: Callable[..., Any]) -> No
 def test_queue_over_its_bound_is_a_503_with_retry_after(
         make_server: Callable[..., Any]) -> None:
     s = make_server("--max-queue", "0", "--parallel", "1")
-    long = {"model": MODEL, "prompt": "Once upon a time", "max_tokens": 400,
+    long = {"model": MODEL, "prompt": "Once upon a time", "max_tokens": 200,
             "temperature": 0.8, "stream": True}
     with httpx.stream("POST", f"{s.url}/v1/completions", json=long, timeout=120) as running:
         lines = running.iter_lines()
