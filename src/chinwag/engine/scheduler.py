@@ -55,6 +55,7 @@ from chinwag.engine.slots import Slots
 from chinwag.errors import BackendError, ContextOverflow, InvalidParams
 from chinwag.types import FinishReason, SamplingParams
 
+
 @dataclass(eq=False)
 class Generation:
     """One prompt being continued by the engine.
@@ -285,33 +286,39 @@ class Engine:
             self._cond.notify_all()
 
     def _loop(self) -> None:
-        """The step thread: admit, score, step, until ``close``."""
-        while True:
-            with self._cond:
-                while True:
-                    self._sweep()
-                    score = self._scores.popleft() if self._scores and self.slots.free \
-                        else None
-                    if score is None:
-                        self._admit_pending()
-                    if score is not None or self._active:
-                        break
-                    if self._closing:
-                        return
-                    self._cond.wait()
+        """The step thread: admit, score, step, until ``close``.
+
+        The lock is held from the end of one step to the start of the next (consumers woken
+        by a step wait for it without taking the interpreter away from this thread), and
+        released while llama.cpp computes."""
+        with self._cond:
+            while True:
+                self._sweep()
+                score = self._scores.popleft() if self._scores and self.slots.free else None
+                if score is None:
+                    self._admit_pending()
+                    if not self._active:
+                        if self._closing:
+                            return
+                        self._cond.wait()
+                        continue
                 self._stepping = True
-            try:
-                if score is not None:
-                    score()
-                else:
-                    self._step()
-            except BackendError as e:
-                self._fail_active(e)
-            finally:
-                with self._cond:
+                self._cond.release()
+                failure: BackendError | None = None
+                try:
+                    if score is not None:
+                        score()
+                    else:
+                        self._step()
+                except BackendError as e:
+                    failure = e
+                finally:
+                    self._cond.acquire()
                     self._stepping = False
-                    self._sweep()
-                    self._cond.notify_all()
+                if failure is not None:
+                    self._fail_active(failure)
+                self._sweep()
+                self._cond.notify_all()
 
     def _admit_pending(self) -> None:
         """Give free slots to waiting generations, first come first served (under ``_cond``,
@@ -348,12 +355,12 @@ class Engine:
         self._active = [g for g in self._active if not g.ended]
 
     def _fail_active(self, error: BackendError) -> None:
-        """End every generation of the failed step with its own copy of ``error``."""
-        with self._cond:
-            for gen in self._active:
-                if not gen.ended:
-                    gen.error = BackendError(str(error))
-                    self.timing.failed += 1
+        """End every generation of the failed step with its own copy of ``error`` (under
+        ``_cond``)."""
+        for gen in self._active:
+            if not gen.ended:
+                gen.error = BackendError(str(error))
+                self.timing.failed += 1
 
     def _step(self) -> None:
         started = time.perf_counter()
