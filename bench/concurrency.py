@@ -13,6 +13,7 @@ Both run the embedded model with the same threads and 8 parallel sequences (chin
    then does the same for the other (A B, then B A), ``--rounds`` times; medians are reported.
    For chinwag, ``/metrics`` splits each run's wall time per step into decoding
    (``llama_decode``), sampling, the rest of the step, and time between steps.
+   chinwag runs with its defaults here (a RAM prompt cache, no ``--kv-cache-dir``).
 2. Returning users: 16 users each holding a 6-turn chat through ``/v1/chat/completions``, each
    request carrying the whole history, turns interleaved round-robin; median time to first
    token of turns 2-6. llama-server runs with its defaults (RAM prompt cache on) and
@@ -33,7 +34,7 @@ Prints the figures, writes ``bench/results/concurrency.json`` and ends with the 
 chinwag over llama-server unless said otherwise.
 
     .venv/bin/python bench/concurrency.py [--tokens 128] [--threads 2] [--n-ctx 2048]
-        [--rounds 3] [--abandon 200]
+        [--rounds 5] [--abandon 200]
 """
 
 from __future__ import annotations
@@ -288,17 +289,16 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--n-ctx", type=int, default=2048)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--abandon", type=int, default=200)
     parser.add_argument("--parts", default="0,1,2,3,4", help="which parts to run")
     args = parser.parse_args()
     parts = {int(p) for p in args.parts.split(",")}
     model = resolve_model(load_settings())
     kv_dir = tempfile.mkdtemp(prefix="chinwag-bench-kv-")
+    server_args = ("--threads", str(args.threads), "--n-ctx", str(args.n_ctx), "--parallel", "8")
     starts: dict[str, Start] = {
-        "chinwag": lambda: chinwag_server(
-            "--threads", str(args.threads), "--n-ctx", str(args.n_ctx), "--parallel", "8",
-            "--kv-cache-dir", kv_dir),
+        "chinwag": lambda: chinwag_server(*server_args, "--kv-cache-dir", kv_dir),
         "llama-server": lambda: llama_server(
             model, "-t", str(args.threads), "-tb", str(args.threads), "-c",
             str(8 * args.n_ctx), "-np", "8", "-ngl", "0", "--no-jinja", "--chat-template",
@@ -313,7 +313,9 @@ def main() -> None:
         results["batched_bench_tg_tok_s"] = ceiling
     if 1 in parts:
         print(f"throughput, {args.rounds} rounds, each server alone in turn:", flush=True)
-        agg, rss = alternating_throughput(starts, args.tokens, args.rounds)
+        # chinwag with its defaults here (RAM prompt cache only, as llama-server's)
+        plain = {**starts, "chinwag": lambda: chinwag_server(*server_args)}
+        agg, rss = alternating_throughput(plain, args.tokens, args.rounds)
         results["throughput"] = agg
         results["peak_rss_throughput_mib"] = rss
         print("peak RSS: " + ", ".join(f"{n} {v:.0f} MiB" for n, v in rss.items()))

@@ -267,13 +267,15 @@ class Engine:
                 self._cond.notify_all()
 
     def wait_idle(self, timeout: float | None = None) -> bool:
-        """Wait until no generation is running or waiting and every slot ended with has been
-        freed (a cancelled one is freed by the step thread after the step it was in); False
-        if ``timeout`` seconds passed first."""
+        """Wait until no generation is running or waiting and every slot is free again (a
+        finished generation's slot is freed when its reader has read its last token, a
+        cancelled one's by the step thread after the step it was in); False if ``timeout``
+        seconds passed first."""
         with self._cond:
             return self._cond.wait_for(
                 lambda: not (self._active or self._pending or self._cancelled or self._scores
-                             or self._stepping), timeout)
+                             or self._stepping) and len(self.slots.free) == self.n_seq_max,
+                timeout)
 
     def cancel(self, gen: Generation) -> None:
         """Stop ``gen`` from any thread: its ``run`` returns at once if it is waiting for a
@@ -399,6 +401,7 @@ class Engine:
         t.decode_seconds += decoded - decode_start
         if rc != 0:
             raise BackendError(f"llama_decode failed with code {rc}: {recent_log()}")
+        self.slots.settled()
         for gen, index in wants:
             self._accept(gen, gen.sampler.sample(self._ctx, index))
         now = time.perf_counter()
@@ -473,6 +476,7 @@ class Engine:
             rc = llama_cpp.llama_decode(self._ctx, self._batch)
             if rc != 0:
                 raise BackendError(f"llama_decode failed with code {rc}: {recent_log()}")
+            self.slots.settled()
             for i, pos in enumerate(chunk):
                 if pos >= start - 1:
                     scores.append(self._logprob_at(i, tokens[pos + 1]))

@@ -85,6 +85,8 @@ class Slots:
         self._free: list[int] = list(range(n_slots))  # least recently used first
         self._kept: dict[int, list[int]] = {}  # free slot -> tokens whose cells it holds
         self.moves = 0  # kept cells copied to a slot next to the busy ones
+        self._unsettled: set[int] = set()  # slots a copy still to be made reads or writes
+        self._copying: set[int] = set()  # slots such a copy writes
 
     # -- what tests and metrics may look at ----------------------------------------------------
 
@@ -121,16 +123,16 @@ class Slots:
             raise RuntimeError("no free slot")
         limit = len(prompt) - 1
         slot, n = self._with_prefix(prompt) if reuse else (-1, 0)
-        if slot >= 0:
-            target = self._placement()
-            if self._neighbours(target) > self._neighbours(slot):
-                slot = self._move(slot, target)
         claim = Claim(slot, min(n, limit), "slot") if slot >= 0 else \
             Claim(self._placement(), 0, None)
         if reuse and self.cache is not None:
             claim = self._from_cache(prompt, limit, claim)
-        if claim.source == "slot" and not self._cut(claim.slot, claim.reused):
-            claim = Claim(claim.slot, 0, None)
+        if claim.source == "slot":
+            target = self._placement()
+            if self._neighbours(target) > self._neighbours(claim.slot):
+                claim = Claim(self._move(claim.slot, target, claim.reused), claim.reused, "slot")
+            if not self._cut(claim.slot, claim.reused):
+                claim = Claim(claim.slot, 0, None)
         if claim.source is None:
             self._clear(claim.slot)
         self._free.remove(claim.slot)
@@ -181,7 +183,7 @@ class Slots:
         """Save a free slot's kept cells to the prompt cache (nothing to do without a cache, or
         when it keeps fewer than ``MIN_GAIN`` tokens); the slot no longer counts them as kept."""
         kept = self._kept.pop(slot, None)
-        if self.cache is None or not kept or len(kept) < MIN_GAIN:
+        if self.cache is None or not kept or len(kept) < MIN_GAIN or slot in self._copying:
             return
         size = llama_cpp.llama_state_seq_get_size(self._ctx, slot)
         buf = (ctypes.c_uint8 * size)()
@@ -238,17 +240,27 @@ class Slots:
         return sum(1 for s in (slot - 1, slot + 1)
                    if 0 <= s < self.n_slots and s not in self._free)
 
-    def _move(self, source: int, target: int) -> int:
-        """Copy a free slot's kept cells into another free slot (which keeps nothing after
-        this but them) and return it. The copy is of the whole KV stream, made by llama.cpp at
-        the next decode (``llama_memory_seq_cp`` across streams): about 20 MiB for a 2,048-token
-        slot of Gemma 3 270M, a few milliseconds, against a micro-batch more at every step
-        for as long as the slot stays out of line."""
+    def _move(self, source: int, target: int, n: int) -> int:
+        """Copy a free slot's kept cells into another free slot, for a prompt that reuses their
+        first ``n`` tokens, and return the target (the source keeps its cells).
+
+        The copy is of the whole KV stream, made by llama.cpp at the next decode
+        (``llama_memory_seq_cp`` across streams): about 20 MiB for a 2,048-token slot of Gemma
+        3 270M, a few milliseconds, against a micro-batch more at every step for as long as the
+        slot stays out of line. Until that decode (``settled``), the target's cells are only
+        metadata: nothing reads them (``stash``) and nothing is restored into either slot."""
         self._clear(target)
         llama_cpp.llama_memory_seq_cp(self._mem, source, target, -1, -1)
-        self._kept[target] = list(self._kept.get(source, ()))
+        self._kept[target] = list(self._kept.get(source, ()))[:n]
+        self._unsettled.update((source, target))
+        self._copying.add(target)
         self.moves += 1
         return target
+
+    def settled(self) -> None:
+        """Called after each ``llama_decode``: the copies ``_move`` asked for are made."""
+        self._unsettled.clear()
+        self._copying.clear()
 
     def _from_cache(self, prompt: list[int], limit: int, claim: Claim) -> Claim:
         """``claim``, or a slot restored from the prompt cache when a saved state spares at
@@ -259,6 +271,8 @@ class Slots:
         if entry is None or keep < claim.reused + MIN_GAIN:
             return claim
         target = self._placement()
+        if target in self._unsettled:  # a copy into or out of it is still to be made
+            return claim
         self._clear(target)
         state = self.cache.state_of(entry)
         if state is not None and self.restore(target, state, keep):
