@@ -15,6 +15,7 @@ at minus infinity), so the result is the chain llama.cpp would run.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 from collections import Counter, deque
@@ -258,3 +259,7 @@ class Sampler:
         if self._chain:
             llama_cpp.llama_sampler_free(self._chain)
             self._chain = None
+
+    def __del__(self) -> None:  # a generation submitted but never run
+        with contextlib.suppress(Exception):
+            self.close()
