@@ -107,8 +107,9 @@ def test_many_conversations_on_few_slots_continue_as_recomputed(model: LlamaMode
                     same_up_to_a_near_tie(fresh, asked[i], greedy(fresh, asked[i]),
                                           reader.tokens)
                     histories[i] = asked[i] + reader.tokens
-        assert engine.slots.moves > 0 and engine.stats.hits_ram > 0  # the paths ran
-        assert engine.stats.hits_slot > 0
+        # the paths ran (which conversations got moved depends on the order the readers'
+        # threads start in; test_a_prefix_kept_out_of_line_... pins a move down)
+        assert engine.stats.hits_ram > 0 and engine.stats.hits_slot > 0
     finally:
         engine.close()
         fresh.close()
