@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from chinwag.backends import load_backend
+from chinwag.backends import LanguageBackend, llamacpp, load_backend
+from chinwag.backends.base import BackendConfig
 from chinwag.backends.config import (
+    BACKENDS,
+    LLM_ADAPTER,
+    REGISTRY,
     HttpLLM,
     OpenAILLM,
     find_llm_config,
@@ -15,8 +21,12 @@ from chinwag.backends.config import (
     load_llm_config,
     open_llm,
 )
+from chinwag.backends.human import HumanBackend
 from chinwag.backends.openai_http import OpenAIBackend
+from chinwag.backends.raw_http import HttpBackend
+from chinwag.backends.remote import BACKOFF_S, CONTEXT_LENGTH, MAX_RETRIES, TIMEOUT_S, RemoteClient
 from chinwag.backends.scripted import ScriptedBackend
+from chinwag.backends.transformers import TransformersBackend
 from chinwag.errors import ConfigError
 from chinwag.settings import Settings
 from chinwag.types import SamplingParams, collect
@@ -109,3 +119,110 @@ def test_a_relative_gguf_path_is_relative_to_the_config_file(tmp_path: Path) -> 
     path = write(tmp_path, "local.yaml", "backend: llamacpp\nmodel: weights/missing.gguf\n")
     with pytest.raises(Exception, match=str(tmp_path / "weights" / "missing.gguf")):
         open_llm(str(path), Settings())
+
+
+# -- the registry: each backend owns its config class, which builds it ------------------------
+
+CHEAP_CONFIGS: dict[str, dict[str, Any]] = {
+    "openai": {"model_id": "m", "base_url": "http://127.0.0.1:9/v1"},
+    "http": {"host": "http://127.0.0.1:9", "path": "/gen"},
+    "human": {},
+    "scripted": {"replies": ["hi"]},
+}
+
+
+def test_the_registry_names_every_backend_and_its_config_class() -> None:
+    assert BACKENDS == ("llamacpp", "transformers", "openai", "http", "human", "scripted")
+    for name, config_class in REGISTRY.items():
+        assert issubclass(config_class, BackendConfig)
+        assert config_class.model_fields["backend"].annotation.__args__ == (name,)
+        assert "build" in vars(config_class)  # builds its own backend
+        assert config_class.__module__.startswith("chinwag.backends.")
+
+
+@pytest.mark.parametrize("name", sorted(CHEAP_CONFIGS))
+def test_a_config_builds_its_backend(name: str) -> None:
+    config = LLM_ADAPTER.validate_python({"backend": name, **CHEAP_CONFIGS[name]})
+    assert isinstance(config, REGISTRY[name])
+    with config.build(Settings()) as backend:
+        assert isinstance(backend, LanguageBackend)
+
+
+def test_importing_the_configs_loads_neither_llama_cpp_nor_torch() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, chinwag.backends.config; "
+            "print(sorted(m for m in ('llama_cpp', 'torch', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(("config_class", "backend_class", "renamed"), [
+    (OpenAILLM, OpenAIBackend, {"api_key_env": None}),
+    (HttpLLM, HttpBackend, {}),
+    (REGISTRY["human"], HumanBackend, {"model_id": "name"}),
+    (REGISTRY["scripted"], ScriptedBackend, {"model_id": None}),
+    (REGISTRY["transformers"], TransformersBackend, {"model_id": "model"}),
+])
+def test_each_config_field_is_its_backends_parameter_of_the_same_name(
+        config_class: type[BackendConfig], backend_class: type[LanguageBackend],
+        renamed: dict[str, str | None]) -> None:
+    """A field is written once: ``build`` passes fields by name, so a new one only needs the
+    constructor parameter it feeds."""
+    parameters = inspect.signature(backend_class).parameters
+    for field in set(config_class.model_fields) - {"backend", "description"}:
+        target = renamed.get(field, field)
+        assert target is None or target in parameters, f"{field} is not a parameter"
+
+
+def test_each_llamacpp_field_is_a_setting_of_the_same_name() -> None:
+    fields = set(REGISTRY["llamacpp"].model_fields) - {"backend", "description", "model_id",
+                                                        "context_length"}
+    assert fields <= set(Settings.model_fields)
+
+
+def test_remote_defaults_are_written_once() -> None:
+    for config_class in (OpenAILLM, HttpLLM):
+        defaults = {k: config_class.model_fields[k].default
+                    for k in ("timeout", "max_retries", "backoff")}
+        assert defaults == {"timeout": TIMEOUT_S, "max_retries": MAX_RETRIES,
+                            "backoff": BACKOFF_S}
+    for made in (RemoteClient, OpenAIBackend, HttpBackend):
+        parameters = inspect.signature(made).parameters
+        assert (parameters["timeout"].default, parameters["max_retries"].default,
+                parameters["backoff"].default) == (TIMEOUT_S, MAX_RETRIES, BACKOFF_S)
+    for name in ("openai", "http"):
+        config = LLM_ADAPTER.validate_python({"backend": name, **CHEAP_CONFIGS[name]})
+        assert config.build(Settings()).context_length == CONTEXT_LENGTH == 4096
+
+
+class Recorded(Exception):
+    """Raised by the stand-in LlamaCppBackend with what it was given."""
+
+
+def _record(path: Path, **kwargs: Any) -> None:
+    raise Recorded(path, kwargs)
+
+
+def test_settings_fill_what_a_llamacpp_config_leaves_out_and_load_backend_goes_the_same_way(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(llamacpp, "LlamaCppBackend", _record)
+    monkeypatch.setattr(llamacpp, "resolve_model", lambda settings, progress: Path(
+        settings.model or "embedded.gguf"))
+    settings = Settings(n_threads=3, n_batch=256, parallel=2, prefill_chunk=32, n_ctx=1024,
+                        chat_format="chatml")
+    path = write(tmp_path, "local.yaml", "backend: llamacpp\nmodel: w.gguf\nn_batch: 64\n"
+                 "context_length: 512\n")
+    with pytest.raises(Recorded) as from_file:
+        open_llm(str(path), settings)
+    assert from_file.value.args[0] == tmp_path / "w.gguf"
+    assert from_file.value.args[1] | {"kv_cache_dir": None} == {
+        "n_ctx": 512, "n_batch": 64, "n_threads": 3, "n_gpu_layers": 0, "chat_format": "chatml",
+        "n_parallel": 2, "prefill_chunk": 32, "kv_cache_ram": int(settings.kv_cache_ram),
+        "kv_cache_dir": None, "kv_cache_disk": int(settings.kv_cache_disk)}
+    with pytest.raises(Recorded) as from_settings:
+        load_backend(settings)
+    assert from_settings.value.args == (Path("embedded.gguf"), {
+        **from_file.value.args[1], "n_ctx": 1024, "n_batch": 256})

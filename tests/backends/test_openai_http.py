@@ -102,7 +102,7 @@ def test_choose_falls_back_to_a_json_enum_and_picks_an_option(remote: Any) -> No
     assert choice.option in options and choice.option == options[choice.index]
     assert choice.scores[choice.index] == max(choice.scores)
     # neither server echoes prompt log-probabilities, so the backend now uses the enum
-    assert backend._choose == "enum"
+    assert backend._choose_mode == "enum"
     with pytest.raises(InvalidParams):
         backend.choose([Message("user", "?")], [])
 

@@ -41,7 +41,7 @@ def test_choose_sums_the_options_token_logprobs() -> None:
     choice = backend.choose([Message("user", "Which door?")], list(scores))
     assert choice.option == "the blue door" and choice.index == 1
     assert choice.scores == pytest.approx([-4.5, -1.5, -9.0])
-    assert backend._choose == "auto"  # log-probabilities worked: no fallback
+    assert backend._choose_mode == "auto"  # log-probabilities worked: no fallback
 
 
 def test_a_server_without_echo_falls_back_to_the_enum_once() -> None:

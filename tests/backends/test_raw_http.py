@@ -11,7 +11,7 @@ import httpx
 import jsonschema
 import pytest
 
-from chinwag.backends.config import backend_from_config, load_llm_config
+from chinwag.backends.config import load_llm_config
 from chinwag.backends.raw_http import BodyTemplate, HttpBackend, dig
 from chinwag.errors import BackendServerError, ConfigError, ContextOverflow, SchemaError
 from chinwag.settings import Settings
@@ -72,7 +72,7 @@ def test_the_body_sent_is_the_template_with_the_prompt() -> None:
 
 def example(name: str, host: str) -> HttpBackend:
     config = load_llm_config(CONFIGS / name).model_copy(update={"host": host})
-    backend = backend_from_config(config, Settings())
+    backend = config.build(Settings())
     assert isinstance(backend, HttpBackend)
     return backend
 

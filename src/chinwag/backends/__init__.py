@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING
 
 from chinwag.backends.base import Capabilities, LanguageBackend, ModelInfo
 from chinwag.backends.scripted import ScriptedBackend
-from chinwag.models import Progress, resolve_model
 
 if TYPE_CHECKING:
+    from chinwag.models import Progress
     from chinwag.settings import Settings
 
 __all__ = ["Capabilities", "LanguageBackend", "ModelInfo", "ScriptedBackend", "load_backend"]
@@ -25,20 +25,13 @@ def load_backend(settings: Settings, progress: Progress | None = None) -> Langua
             assembled.
 
     Raises:
-        ModelNotFound, ModelLoadError, ConfigError, BackendError: see ``LlamaCppBackend`` and
-            ``open_llm``.
+        ModelNotFound, ModelLoadError, ConfigError, BackendError: see ``LlamaCppLLM.build``
+            and ``open_llm``.
     """
     if settings.llm:
         from chinwag.backends.config import open_llm
 
         return open_llm(settings.llm, settings, progress)
-    from chinwag.backends.llamacpp import LlamaCppBackend
+    from chinwag.backends.llamacpp import LlamaCppLLM
 
-    path = resolve_model(settings, progress)
-    return LlamaCppBackend(path, n_ctx=settings.n_ctx, n_batch=settings.n_batch,
-                           n_threads=settings.n_threads, n_gpu_layers=settings.n_gpu_layers,
-                           chat_format=settings.chat_format, n_parallel=settings.parallel,
-                           prefill_chunk=settings.prefill_chunk,
-                           kv_cache_ram=int(settings.kv_cache_ram),
-                           kv_cache_dir=settings.kv_cache_dir,
-                           kv_cache_disk=int(settings.kv_cache_disk))
+    return LlamaCppLLM.model_validate({"backend": "llamacpp"}).build(settings, progress=progress)

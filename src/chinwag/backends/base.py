@@ -1,37 +1,110 @@
-"""The interface every language backend implements.
+"""The interface every language backend implements, and what backends share.
 
 A backend turns prompt text or messages into streamed tokens. It knows its context window and
 tokenizer, can score options (``choose``) and, when ``capabilities.json_schema`` is true, can
 constrain output to a JSON Schema (``SamplingParams.json_schema``).
+
+Every backend is two classes: a ``LanguageBackend`` subclass, and a ``BackendConfig`` subclass
+(the fields of its LLM config file, see ``chinwag.backends.config``) whose ``build`` makes it.
+What every backend does the same way lives here once: the option check and the ``Choice`` of
+``choose``, the chat format a persona gets (``format_for``), the 4-characters-a-token estimate,
+closing by ``with``.
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
 
-import jsonschema
+from pydantic import BaseModel, ConfigDict, Field
 
-from chinwag.errors import SchemaError
-from chinwag.prompting.base import ChatFormat, Prompt, Speakers
+from chinwag.errors import InvalidParams
+from chinwag.prompting import MODEL_TEMPLATE_NAME, resolve_chat_format
+from chinwag.prompting.base import ChatFormat, Prompt, Speakers, reply_params
 from chinwag.types import Choice, EventStream, Message, SamplingParams
 
+if TYPE_CHECKING:
+    from chinwag.models import Progress
+    from chinwag.settings import Settings
 
-def check_json_schema(schema: dict[str, Any] | None) -> None:
-    """Check that ``schema`` (when given) is a valid JSON Schema, by the metaschema of its
-    ``$schema`` draft (2020-12 when it names none).
+CHARS_PER_TOKEN = 4
+"""Characters a token, for backends that cannot count tokens (OpenAI's rule of thumb for
+English)."""
+
+
+def estimate_tokens(text: str) -> int:
+    """An estimate of the tokens of ``text``: ``ceil(len(text) / CHARS_PER_TOKEN)``."""
+    return math.ceil(len(text) / CHARS_PER_TOKEN)
+
+
+def check_options(options: Sequence[str]) -> None:
+    """The one rule for ``choose`` options on every backend.
 
     Raises:
-        SchemaError: it is not valid (the message says where).
+        InvalidParams: no options, or an empty one (``param="options"``).
     """
-    if schema is None:
-        return
-    try:
-        jsonschema.validators.validator_for(schema).check_schema(schema)
-    except jsonschema.SchemaError as e:
-        raise SchemaError(f"not a valid JSON Schema: {e.message}") from None
+    if not options or any(not o for o in options):
+        raise InvalidParams("options must be non-empty strings", param="options")
+
+
+def scored_choice(options: Sequence[str], scores: Sequence[float]) -> Choice:
+    """The option with the highest score (the first of equals), as a ``Choice``.
+
+    Args:
+        options: the options, non-empty.
+        scores: one total log-probability per option, in the same order.
+    """
+    best = max(range(len(options)), key=scores.__getitem__)
+    return Choice(index=best, option=options[best], logprob=scores[best], scores=list(scores))
+
+
+def picked_choice(options: Sequence[str], index: int) -> Choice:
+    """Option ``index``, picked without log-probabilities (a person, a number in a reply, a
+    JSON enum): scored 0, the others -inf.
+
+    Raises:
+        IndexError: ``index`` is not a position in ``options``.
+    """
+    option = options[index]
+    scores = [0.0 if i == index else -math.inf for i in range(len(options))]
+    return Choice(index=index, option=option, logprob=0.0, scores=scores)
+
+
+def continuation_choice(prompt: str, options: Sequence[str],
+                        tokenize: Callable[[str], list[int]],
+                        logprobs: Callable[[list[int], int], list[float]]) -> Choice:
+    """The option most likely to follow ``prompt`` as raw text, by the model's own scores.
+
+    Each option's score is the sum of the natural-log probabilities of the tokens it adds to
+    the prompt; ``prompt + option`` is tokenized whole so merges at the seam are as the model
+    sees them.
+
+    Args:
+        prompt: the text before the options.
+        options: the options (checked by ``check_options``).
+        tokenize: text -> token ids, as a whole prompt.
+        logprobs: ``(tokens, start)`` -> the log-probability of each of ``tokens[start:]``
+            given the tokens before it (``start`` >= 1).
+
+    Raises:
+        InvalidParams: no options, or an empty one.
+        ContextOverflow, BackendError: as ``logprobs``.
+    """
+    check_options(options)
+    base = tokenize(prompt)
+    scores: list[float] = []
+    for option in options:
+        full = tokenize(prompt + option)
+        shared = next((i for i, (a, b) in enumerate(zip(base, full, strict=False)) if a != b),
+                      min(len(base), len(full)))
+        start = max(1, min(shared, len(full) - 1))
+        scores.append(math.fsum(logprobs(full, start)))
+    return scored_choice(options, scores)
 
 
 @dataclass(frozen=True)
@@ -75,16 +148,21 @@ class ModelInfo:
 
 
 class LanguageBackend(ABC):
-    """A model that streams text. Subclasses implement the abstract methods; ``chat`` and
-    ``render`` come for free from ``chat_format``.
+    """A model that streams text. Subclasses implement the abstract methods; ``chat``,
+    ``render`` and ``format_for`` come for free from ``chat_format`` (set it directly, or with
+    ``_set_chat_format``). A backend is a context manager: leaving the ``with`` block closes it.
 
     Attributes:
         chat_format: how ``chat`` turns messages into prompt text.
         capabilities: what this backend supports beyond plain streaming.
+        fixed_format: class attribute; True when ``chat_format`` stands whatever format a
+            persona asks for (the scripted backend's given format).
     """
 
     chat_format: ChatFormat
     capabilities: Capabilities = Capabilities()
+    fixed_format: bool = False
+    _requested_format: str | None = None
 
     @property
     @abstractmethod
@@ -128,30 +206,58 @@ class LanguageBackend(ABC):
             BackendError: the model failed.
         """
 
-    @abstractmethod
     def choose(self, messages: Sequence[Message], options: Sequence[str],
                *, speakers: Speakers = Speakers()) -> Choice:
         """Pick the option the model finds most likely as the assistant's reply.
 
         Each option is scored by the sum of its tokens' log-probabilities after the rendered
-        chat (not by parsing generated text).
+        chat (not by parsing generated text) where the backend can; see each backend's
+        ``_choose``.
 
         Raises:
-            InvalidParams: ``options`` is empty.
+            InvalidParams: no options, or an empty one (``check_options``), on every backend.
             ContextOverflow: the chat plus an option does not fit.
         """
+        check_options(options)
+        return self._choose(messages, options, speakers)
+
+    @abstractmethod
+    def _choose(self, messages: Sequence[Message], options: Sequence[str],
+                speakers: Speakers) -> Choice:
+        """``choose`` once the options passed ``check_options``."""
 
     @abstractmethod
     def info(self) -> ModelInfo:
         """Describe the model for people (``chinwag models``)."""
 
+    def _set_chat_format(self, requested: str | None, model_template: str | None = None,
+                         bos_token: str = "", eos_token: str = "") -> None:
+        """Set ``chat_format``: the format the user named (``requested``), else the model's
+        own template, else the transcript format (``resolve_chat_format``).
+
+        Raises:
+            ConfigError: ``requested`` names no known format.
+            FormatError: the model's template does not compile.
+        """
+        self._requested_format = requested
+        self.chat_format = resolve_chat_format(model_template=model_template,
+                                               bos_token=bos_token, eos_token=eos_token,
+                                               requested=requested)
+
     def format_for(self, persona_format: str | None) -> ChatFormat:
         """The chat format to use for a persona that asks for ``persona_format``.
 
-        The backend's own format wins when it comes from the model or the user; backends whose
-        model has no template override this to honour the persona's named format.
+        The backend's own ``chat_format`` wins when the user named it, when it is the model's
+        own template, or when the backend's format is fixed (``fixed_format``); otherwise the
+        persona's named format is honoured.
+
+        Raises:
+            ConfigError: ``persona_format`` names no known format.
         """
-        return self.chat_format
+        if (not persona_format or self.fixed_format or self._requested_format
+                or self.chat_format.name == MODEL_TEMPLATE_NAME):
+            return self.chat_format
+        return resolve_chat_format(model_template=None, persona_format=persona_format)
 
     def render(self, messages: Sequence[Message], speakers: Speakers = Speakers(),
                chat_format: ChatFormat | None = None) -> Prompt:
@@ -174,12 +280,58 @@ class LanguageBackend(ABC):
              ) -> EventStream:
         """Stream the assistant's reply to ``messages``.
 
-        The format's stop strings are added to ``params.stop`` so the reply never runs into the
-        next turn. Raises what ``generate`` raises, and ``FormatError``.
+        The format's stop strings are added to ``params.stop`` (``reply_params``: not under a
+        JSON schema) so the reply never runs into the next turn. Raises what ``generate``
+        raises, and ``FormatError``.
         """
         prompt = self.render(messages, speakers, chat_format)
-        stop = tuple(dict.fromkeys((*params.stop, *prompt.stop)))
-        return self.generate_chat(prompt, replace(params, stop=stop))
+        return self.generate_chat(prompt, reply_params(prompt, params))
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Free what the backend holds (model weights, connections). Idempotent."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()
+
+
+class BackendConfig(BaseModel, ABC):
+    """The fields every LLM config file may have (``chinwag.backends.config``). Each backend
+    subclasses it with ``backend: Literal["NAME"]`` and its own fields, and says in ``build``
+    how the backend is made from them.
+
+    A field named as the backend's constructor parameter reaches it through ``arguments``
+    without being written again; settings fill what a config leaves out where a backend says so.
+    """
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    model_id: str | None = Field(None, description="The model's name (sent to remote servers).")
+    context_length: int | None = Field(None, ge=16, description="Context window, tokens.")
+    chat_format: str | None = Field(None, description="Force a named chat format.")
+    description: str = Field("", description="Shown by `chinwag llms`.")
+
+    @abstractmethod
+    def build(self, settings: Settings, *, base_dir: Path | None = None,
+              progress: Progress | None = None) -> LanguageBackend:
+        """The backend this config describes.
+
+        Args:
+            settings: chinwag's settings, for what the config leaves out (threads...).
+            base_dir: the config file's folder; relative paths in the config are relative to
+                it (None: the working directory).
+            progress: called as ``progress(done, total)`` bytes while weights are assembled.
+
+        Raises:
+            ConfigError: a bad value the schema could not catch (a missing API key variable,
+                a missing extra).
+            ModelNotFound, ModelLoadError, BackendError: as the backend's constructor.
+        """
+
+    def arguments(self, *, exclude: Sequence[str] = ()) -> dict[str, Any]:
+        """The fields that are set (not None), by name, as keyword arguments for the backend's
+        constructor; ``backend``, ``description`` and ``exclude`` are left out."""
+        return self.model_dump(exclude={"backend", "description", *exclude}, exclude_none=True)

@@ -10,25 +10,46 @@ the options by number and reads a number.
 from __future__ import annotations
 
 import json
-import math
 import sys
 import threading
 from collections.abc import Sequence
-from typing import TextIO
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, TextIO
 
-import jsonschema
-
-from chinwag.backends.base import Capabilities, LanguageBackend, ModelInfo, check_json_schema
+from chinwag.backends.base import (
+    BackendConfig,
+    Capabilities,
+    LanguageBackend,
+    ModelInfo,
+    estimate_tokens,
+    picked_choice,
+)
 from chinwag.backends.stops import StopScanner
-from chinwag.errors import Cancelled, ContextOverflow, InvalidParams, SchemaError
-from chinwag.prompting import ChatFormat, Speakers, resolve_chat_format
+from chinwag.errors import Cancelled, ContextOverflow, InvalidParams
+from chinwag.json_schema import check_json_schema, json_problem, validate_json_text
+from chinwag.prompting import Speakers
 from chinwag.types import Choice, Done, EventStream, Message, SamplingParams, TokenEvent, Usage
 
-CHARS_PER_TOKEN = 4
-"""Token estimate (OpenAI's rule of thumb for English): a person has no tokenizer."""
+if TYPE_CHECKING:
+    from chinwag.models import Progress
+    from chinwag.settings import Settings
 
 ATTEMPTS = 3
 """Times a reply that breaks the JSON Schema, or a bad option number, is asked for again."""
+
+CONTEXT_LENGTH = 32768
+"""The pretend context window, tokens, when none is given."""
+
+
+class HumanLLM(BackendConfig):
+    """An LLM config for a person typing each reply on stdin (``model_id`` is the name shown)."""
+
+    backend: Literal["human"]
+
+    def build(self, settings: Settings, *, base_dir: Path | None = None,
+              progress: Progress | None = None) -> HumanBackend:
+        return HumanBackend(**self.arguments(exclude=("model_id",)),
+                            name=self.model_id or "human")
 
 
 class HumanBackend(LanguageBackend):
@@ -51,14 +72,13 @@ class HumanBackend(LanguageBackend):
     capabilities = Capabilities(json_schema=True, choose=False, exact_token_count=False)
 
     def __init__(self, *, input: TextIO | None = None, output: TextIO | None = None,
-                 context_length: int = 32768, chat_format: str | None = None,
+                 context_length: int = CONTEXT_LENGTH, chat_format: str | None = None,
                  name: str = "human") -> None:
         self._input = input
         self._output = output
         self._context_length = context_length
-        self._forced_format = chat_format
         self.name = name
-        self.chat_format = self.format_for(None)
+        self._set_chat_format(chat_format)
         self._seen = ""
         self._lock = threading.Lock()  # one person answers one request at a time
 
@@ -66,17 +86,13 @@ class HumanBackend(LanguageBackend):
     def context_length(self) -> int:
         return self._context_length
 
-    def format_for(self, persona_format: str | None) -> ChatFormat:
-        return resolve_chat_format(model_template=None, requested=self._forced_format,
-                                   persona_format=persona_format)
-
     def info(self) -> ModelInfo:
         return ModelInfo(name=self.name, n_ctx=self._context_length,
                          chat_format=self.chat_format.name, extra={"backend": "human"})
 
     def count_tokens(self, text: str) -> int:
-        """An estimate: ``ceil(len(text) / 4)``."""
-        return math.ceil(len(text) / CHARS_PER_TOKEN)
+        """An estimate: ``ceil(len(text) / 4)`` (a person has no tokenizer)."""
+        return estimate_tokens(text)
 
     def _show(self, text: str) -> None:
         out = self._output or sys.stderr
@@ -107,14 +123,12 @@ class HumanBackend(LanguageBackend):
                 self._show(f"(JSON matching {json.dumps(params.json_schema)})\n")
             reply = self._read()
             for _ in range(ATTEMPTS - 1):
-                problem = _schema_problem(reply, params.json_schema)
+                problem = json_problem(reply, params.json_schema)
                 if problem is None:
                     break
                 self._show(f"that does not match the schema ({problem}); again:\n")
                 reply = self._read()
-            problem = _schema_problem(reply, params.json_schema)
-            if problem is not None:
-                raise SchemaError(f"the typed reply does not match the schema: {problem}")
+            validate_json_text(reply, params.json_schema, source="the typed reply")
         return self._events(reply, prompt, params)
 
     def _events(self, reply: str, prompt: str, params: SamplingParams) -> EventStream:
@@ -124,17 +138,14 @@ class HumanBackend(LanguageBackend):
             yield TokenEvent(text)
         yield Done("stop", Usage(self.count_tokens(prompt), self.count_tokens(text)))
 
-    def choose(self, messages: Sequence[Message], options: Sequence[str],
-               *, speakers: Speakers = Speakers()) -> Choice:
+    def _choose(self, messages: Sequence[Message], options: Sequence[str],
+                speakers: Speakers) -> Choice:
         """Show the chat and the options, numbered; read the number of one.
 
         Raises:
-            InvalidParams: no options.
             Cancelled: the input ended.
             InvalidParams: no valid number after ``ATTEMPTS`` tries.
         """
-        if not options:
-            raise InvalidParams("choose needs at least one option", param="options")
         with self._lock:
             listing = "\n".join(f"  {i}. {o}" for i, o in enumerate(options, 1))
             self._show(f"\n--- prompt ---\n{self._new_part(self.render(messages, speakers).text)}"
@@ -142,20 +153,7 @@ class HumanBackend(LanguageBackend):
             for _ in range(ATTEMPTS):
                 answer = self._read().strip()
                 if answer.isdigit() and 1 <= int(answer) <= len(options):
-                    index = int(answer) - 1
-                    scores = [0.0 if i == index else -math.inf for i in range(len(options))]
-                    return Choice(index, options[index], 0.0, scores)
+                    return picked_choice(options, int(answer) - 1)
                 self._show(f"type a number from 1 to {len(options)}:\n")
         raise InvalidParams(f"no option chosen after {ATTEMPTS} tries", param="options")
 
-
-def _schema_problem(reply: str, schema: dict[str, object] | None) -> str | None:
-    if schema is None:
-        return None
-    try:
-        jsonschema.validate(json.loads(reply), schema)
-    except ValueError as e:
-        return f"not JSON: {e}"
-    except jsonschema.ValidationError as e:
-        return e.message
-    return None

@@ -1,22 +1,76 @@
-"""The llama.cpp backend: a GGUF model run by chinwag's own engine (``chinwag.engine``)."""
+"""The llama.cpp backend: a GGUF model run by chinwag's own engine (``chinwag.engine``).
+
+The engine (and with it llama.cpp) is imported when a backend is built, so the config class
+``LlamaCppLLM`` can be read without loading llama.cpp.
+"""
 
 from __future__ import annotations
 
 import codecs
 import dataclasses
-import math
 from collections.abc import Generator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
-from chinwag.backends.base import Capabilities, LanguageBackend, ModelInfo
+from pydantic import Field
+
+from chinwag.backends.base import (
+    BackendConfig,
+    Capabilities,
+    LanguageBackend,
+    ModelInfo,
+    continuation_choice,
+)
 from chinwag.backends.stops import StopScanner
 from chinwag.cancellation import on_cancel
-from chinwag.engine import Engine, Generation, LlamaModel
-from chinwag.engine.prompt_cache import PromptCache
-from chinwag.engine.sampler import grammar_for_schema
-from chinwag.errors import InvalidParams
-from chinwag.prompting import ChatFormat, Speakers, resolve_chat_format
+from chinwag.models import resolve_model
+from chinwag.prompting import Speakers
 from chinwag.types import Choice, Done, EventStream, Message, SamplingParams, TokenEvent, Usage
+
+if TYPE_CHECKING:
+    from chinwag.engine import Generation
+    from chinwag.models import Progress
+    from chinwag.settings import Settings
+
+
+class LlamaCppLLM(BackendConfig):
+    """An LLM config for a GGUF model run in-process by chinwag's engine (the default).
+
+    Each field left out is taken from the settings (its namesake there; ``context_length``
+    is ``n_ctx``), as are the settings this config has no field for (``prefill_chunk``, the
+    KV cache's). A relative ``model`` is relative to the config file's folder.
+    """
+
+    backend: Literal["llamacpp"]
+    model: str | None = Field(None, description="GGUF file; default: the embedded model.")
+    hf_repo: str | None = None
+    hf_file: str | None = None
+    n_threads: int | None = Field(None, ge=1)
+    n_batch: int | None = Field(None, ge=1)
+    n_gpu_layers: int | None = Field(None, ge=-1)
+    parallel: int | None = Field(None, ge=1, le=64)
+
+    def build(self, settings: Settings, *, base_dir: Path | None = None,
+              progress: Progress | None = None) -> LlamaCppBackend:
+        """The backend on the GGUF file the config names, else the one the settings name:
+        the one path from settings to a ``LlamaCppBackend`` (``load_backend`` comes here too).
+
+        Raises:
+            ModelNotFound, ModelLoadError, ConfigError, BackendError: see ``resolve_model``
+                and ``LlamaCppBackend``.
+        """
+        update: dict[str, Any] = self.arguments(exclude=("model_id", "context_length"))
+        if self.context_length is not None:
+            update["n_ctx"] = self.context_length
+        if self.model and base_dir is not None and not Path(self.model).expanduser().is_absolute():
+            update["model"] = str(base_dir / self.model)
+        merged = settings.model_copy(update=update)
+        return LlamaCppBackend(
+            resolve_model(merged, progress), n_ctx=merged.n_ctx, n_batch=merged.n_batch,
+            n_threads=merged.n_threads, n_gpu_layers=merged.n_gpu_layers,
+            chat_format=merged.chat_format, n_parallel=merged.parallel,
+            prefill_chunk=merged.prefill_chunk, kv_cache_ram=int(merged.kv_cache_ram),
+            kv_cache_dir=merged.kv_cache_dir, kv_cache_disk=int(merged.kv_cache_disk))
 
 
 class LlamaCppBackend(LanguageBackend):
@@ -50,6 +104,9 @@ class LlamaCppBackend(LanguageBackend):
                  chat_format: str | None = None, n_parallel: int = 1,
                  prefill_chunk: int = 128, kv_cache_ram: int = 0,
                  kv_cache_dir: Path | None = None, kv_cache_disk: int = 4 << 30) -> None:
+        from chinwag.engine import Engine, LlamaModel
+        from chinwag.engine.prompt_cache import PromptCache
+
         self.model = LlamaModel(Path(model_path), n_gpu_layers=n_gpu_layers)
         try:
             cache = None
@@ -60,8 +117,8 @@ class LlamaCppBackend(LanguageBackend):
             self.engine = Engine(self.model, n_ctx=n_ctx, n_batch=n_batch, n_threads=n_threads,
                                  n_seq_max=n_parallel, prefill_chunk=prefill_chunk,
                                  prompt_cache=cache)
-            self._forced_format = chat_format
-            self.chat_format = self.format_for(None)
+            self._set_chat_format(chat_format, self.model.chat_template, self.model.bos_text,
+                                  self.model.eos_text)
         except BaseException:
             self.model.close()
             raise
@@ -93,12 +150,9 @@ class LlamaCppBackend(LanguageBackend):
         """Token ids of ``text`` as a whole prompt (BOS included when the model adds one)."""
         return self.model.tokenize(text)
 
-    def format_for(self, persona_format: str | None) -> ChatFormat:
-        return resolve_chat_format(model_template=self.model.chat_template,
-                                   bos_token=self.model.bos_text, eos_token=self.model.eos_text,
-                                   requested=self._forced_format, persona_format=persona_format)
-
     def generate(self, prompt: str, params: SamplingParams) -> EventStream:
+        from chinwag.engine.sampler import grammar_for_schema
+
         tokens = self.model.tokenize(prompt)
         grammar = None if params.json_schema is None else grammar_for_schema(params.json_schema)
         gen = self.engine.submit(tokens, params, grammar, reuse=params.cache_prompt)
@@ -126,8 +180,8 @@ class LlamaCppBackend(LanguageBackend):
         reason = "stop" if scanner.stopped else gen.finish_reason or "stop"
         yield Done(reason, Usage(len(gen.prompt), gen.n_generated, gen.n_cached))
 
-    def choose(self, messages: Sequence[Message], options: Sequence[str],
-               *, speakers: Speakers = Speakers()) -> Choice:
+    def _choose(self, messages: Sequence[Message], options: Sequence[str],
+                speakers: Speakers) -> Choice:
         return self.choose_continuation(self.render(messages, speakers).text, options)
 
     def choose_continuation(self, prompt: str, options: Sequence[str]) -> Choice:
@@ -140,20 +194,7 @@ class LlamaCppBackend(LanguageBackend):
             InvalidParams: no options, or an empty option.
             ContextOverflow: the prompt plus an option does not fit.
         """
-        if not options:
-            raise InvalidParams("choose needs at least one option", param="options")
-        if any(not o for o in options):
-            raise InvalidParams("options must be non-empty strings", param="options")
-        base = self.model.tokenize(prompt)
-        scores: list[float] = []
-        for option in options:
-            full = self.model.tokenize(prompt + option)
-            shared = next((i for i, (a, b) in enumerate(zip(base, full, strict=False)) if a != b),
-                          min(len(base), len(full)))
-            start = max(1, min(shared, len(full) - 1))
-            scores.append(math.fsum(self.engine.logprobs(full, start)))
-        best = max(range(len(options)), key=scores.__getitem__)
-        return Choice(index=best, option=options[best], logprob=scores[best], scores=scores)
+        return continuation_choice(prompt, options, self.model.tokenize, self.engine.logprobs)
 
     def info(self) -> ModelInfo:
         path = self.model.path

@@ -26,31 +26,51 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
-import jsonschema
+from pydantic import Field
 
-from chinwag.backends.base import Capabilities, LanguageBackend, ModelInfo, check_json_schema
-from chinwag.backends.remote import RemoteClient, says_context_overflow
+from chinwag.backends.base import (
+    Capabilities,
+    LanguageBackend,
+    ModelInfo,
+    estimate_tokens,
+    picked_choice,
+    scored_choice,
+)
+from chinwag.backends.remote import (
+    BACKOFF_S,
+    CONTEXT_LENGTH,
+    MAX_RETRIES,
+    TIMEOUT_S,
+    RemoteClient,
+    RemoteConfig,
+    says_context_overflow,
+)
 from chinwag.backends.stops import StopScanner
 from chinwag.errors import (
     BackendError,
     BackendRejected,
+    ConfigError,
     ContextOverflow,
-    InvalidParams,
     RemoteError,
     SchemaError,
 )
-from chinwag.prompting import ChatFormat, Prompt, Speakers, resolve_chat_format
+from chinwag.json_schema import check_json_schema, validate_json_text
+from chinwag.prompting import Prompt, Speakers
 from chinwag.types import Choice, Done, EventStream, Message, SamplingParams, TokenEvent, Usage
 
-log = logging.getLogger("chinwag.backends.openai")
+if TYPE_CHECKING:
+    import httpx
 
-CHARS_PER_TOKEN = 4
-"""OpenAI's rule of thumb for English text, used when the server cannot count tokens."""
+    from chinwag.models import Progress
+    from chinwag.settings import Settings
+
+log = logging.getLogger("chinwag.backends.openai")
 
 MAX_STOP = 4
 """The OpenAI API takes at most 4 stop strings; the rest are applied here."""
@@ -58,6 +78,42 @@ MAX_STOP = 4
 Api = Literal["chat", "completions"]
 TokenizeMode = Literal["auto", "server", "estimate"]
 ChooseMode = Literal["auto", "logprobs", "enum"]
+
+
+class OpenAILLM(RemoteConfig):
+    """An LLM config for any OpenAI-compatible server: OpenAI, vLLM, FastChat, Ollama,
+    llama.cpp, chinwag. The fields are ``OpenAIBackend``'s parameters, and ``api_key_env``."""
+
+    backend: Literal["openai"]
+    model_id: str
+    base_url: str = Field(pattern=r"^https?://", description="Including /v1.")
+    api_key: str | None = None
+    api_key_env: str | None = Field(None, description="Read the API key from this variable.")
+    api: Api = "chat"
+    max_parallel: int = Field(4, ge=1, le=256)
+    tokenize: TokenizeMode = "auto"
+    choose: ChooseMode = "auto"
+    headers: dict[str, str] = Field(default_factory=dict)
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+
+    def api_key_value(self) -> str | None:
+        """``api_key``, or the value of the variable ``api_key_env`` names.
+
+        Raises:
+            ConfigError: ``api_key_env`` names a variable that is not set.
+        """
+        if not self.api_key_env:
+            return self.api_key
+        key = os.environ.get(self.api_key_env)
+        if not key:
+            raise ConfigError(f"the LLM config asks for the API key in ${self.api_key_env}, "
+                              "which is not set")
+        return key
+
+    def build(self, settings: Settings, *, base_dir: Path | None = None,
+              progress: Progress | None = None) -> OpenAIBackend:
+        return OpenAIBackend(**self.arguments(exclude=("api_key", "api_key_env")),
+                             api_key=self.api_key_value())
 
 
 class OpenAIBackend(LanguageBackend):
@@ -89,9 +145,10 @@ class OpenAIBackend(LanguageBackend):
     """
 
     def __init__(self, base_url: str, *, model_id: str, api_key: str | None = None,
-                 api: Api = "chat", context_length: int = 4096, chat_format: str | None = None,
-                 max_parallel: int = 4, timeout: float = 120.0, max_retries: int = 3,
-                 backoff: float = 0.5, tokenize: TokenizeMode = "auto",
+                 api: Api = "chat", context_length: int = CONTEXT_LENGTH,
+                 chat_format: str | None = None, max_parallel: int = 4,
+                 timeout: float = TIMEOUT_S, max_retries: int = MAX_RETRIES,
+                 backoff: float = BACKOFF_S, tokenize: TokenizeMode = "auto",
                  choose: ChooseMode = "auto", headers: Mapping[str, str] | None = None,
                  extra_body: Mapping[str, Any] | None = None,
                  transport: httpx.BaseTransport | None = None) -> None:
@@ -108,10 +165,10 @@ class OpenAIBackend(LanguageBackend):
         self._context_length = context_length
         self._max_parallel = max_parallel
         self._tokenize: TokenizeMode = tokenize
-        self._choose: ChooseMode = choose
+        self._choose_mode: ChooseMode = choose
         self._extra = dict(extra_body or {})
-        self._forced_format = chat_format
-        self.chat_format = self.format_for(None)
+        # with api: chat the server renders; chinwag's format only estimates sizes
+        self._set_chat_format(chat_format or ("chatml" if api == "chat" else None))
         self.capabilities = Capabilities(json_schema=True, choose=True,
                                          exact_token_count=tokenize != "estimate")
 
@@ -124,13 +181,6 @@ class OpenAIBackend(LanguageBackend):
     @property
     def max_parallel(self) -> int:
         return self._max_parallel
-
-    def format_for(self, persona_format: str | None) -> ChatFormat:
-        if self.api == "chat":  # the server renders; chinwag's render only estimates sizes
-            return resolve_chat_format(model_template=None,
-                                       requested=self._forced_format or "chatml")
-        return resolve_chat_format(model_template=None, requested=self._forced_format,
-                                   persona_format=persona_format)
 
     def info(self) -> ModelInfo:
         return ModelInfo(name=self.model_id, n_ctx=self._context_length,
@@ -152,17 +202,15 @@ class OpenAIBackend(LanguageBackend):
         """
         if self._tokenize != "estimate":
             try:
-                answer = self._root.post("/tokenize", {"content": text, "prompt": text,
-                                                       "model": self.model_id})
-                return _token_count(answer)
-            except (RemoteError, ValueError) as e:
+                return self._root.count_tokens("/tokenize", text, model=self.model_id)
+            except RemoteError as e:
                 if self._tokenize == "server":
                     raise
                 log.warning("%s has no usable /tokenize (%s); token counts are estimates "
                             "from now on", self._root.base_url, e)
                 self._tokenize = "estimate"
                 self.capabilities = replace(self.capabilities, exact_token_count=False)
-        return math.ceil(len(text) / CHARS_PER_TOKEN)
+        return estimate_tokens(text)
 
     # -- generation ----------------------------------------------------------------------------
 
@@ -232,10 +280,13 @@ class OpenAIBackend(LanguageBackend):
             events.close()
         reason = "stop" if scanner.stopped or finish != "length" else "length"
         if params.json_schema is not None:
-            if reason == "length" and "".join(parts).lstrip()[:1] in ("{", "["):
+            text = "".join(parts)
+            if reason == "length" and text.lstrip()[:1] in ("{", "["):
                 raise SchemaError(f"max_tokens ({params.max_tokens}) ended the JSON before it "
-                                  f"was complete: {''.join(parts)[:200]!r}")
-            _validate(params.json_schema, "".join(parts), self.client.base_url)
+                                  f"was complete: {text[:200]!r}")
+            validate_json_text(text, params.json_schema,
+                               source=f"the reply of {self.client.base_url}",
+                               hint="the server may not enforce JSON Schema on this endpoint")
         cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
         yield Done(reason, Usage(int(usage.get("prompt_tokens") or 0),  # type: ignore[arg-type]
                                  int(usage.get("completion_tokens") or 0), int(cached)))
@@ -250,25 +301,22 @@ class OpenAIBackend(LanguageBackend):
 
     # -- choosing --------------------------------------------------------------------------------
 
-    def choose(self, messages: Sequence[Message], options: Sequence[str],
-               *, speakers: Speakers = Speakers()) -> Choice:
-        if not options:
-            raise InvalidParams("choose needs at least one option", param="options")
-        if any(not o for o in options):
-            raise InvalidParams("options must be non-empty strings", param="options")
-        if self._choose in ("auto", "logprobs"):
-            prompt = self.render(messages, speakers, self.format_for(None)).text
+    def _choose(self, messages: Sequence[Message], options: Sequence[str],
+                speakers: Speakers) -> Choice:
+        """By log-likelihood when the server gives prompt log-probabilities, else by a reply
+        constrained to a JSON enum of the options (``choose`` mode, module docstring)."""
+        if self._choose_mode in ("auto", "logprobs"):
+            prompt = self.render(messages, speakers).text
             try:
-                scores = [self._option_logprob(prompt, option) for option in options]
-                best = max(range(len(options)), key=scores.__getitem__)
-                return Choice(best, options[best], scores[best], scores)
+                return scored_choice(options, [self._option_logprob(prompt, option)
+                                               for option in options])
             except (BackendRejected, _NoLogprobs) as e:
-                if self._choose == "logprobs":
+                if self._choose_mode == "logprobs":
                     raise BackendError(f"{self.client.base_url} gives no prompt "
                                        f"log-probabilities: {e}") from None
                 log.info("%s gives no prompt log-probabilities (%s); choosing by a JSON "
                          "enum from now on", self.client.base_url, e)
-                self._choose = "enum"
+                self._choose_mode = "enum"
         return self._choose_by_enum(messages, options, speakers)
 
     def _option_logprob(self, prompt: str, option: str) -> float:
@@ -298,7 +346,7 @@ class OpenAIBackend(LanguageBackend):
                   "required": ["choice"], "additionalProperties": False}
         ask = Message("system", "Answer with one of these options: "
                       + "; ".join(json.dumps(o) for o in options))
-        prompt = self.render([*messages, ask], speakers, self.format_for(None))
+        prompt = self.render([*messages, ask], speakers)
         params = SamplingParams(temperature=0, max_tokens=32 + 4 * max(map(len, options)),
                                 json_schema=schema)
         parts: list[str] = []
@@ -306,9 +354,7 @@ class OpenAIBackend(LanguageBackend):
             if isinstance(event, TokenEvent):
                 parts.append(event.text)
         picked = json.loads("".join(parts))["choice"]
-        index = list(options).index(picked)
-        scores = [0.0 if i == index else -math.inf for i in range(len(options))]
-        return Choice(index, picked, 0.0, scores)
+        return picked_choice(options, list(options).index(picked))
 
     def close(self) -> None:
         self.client.close()
@@ -318,28 +364,3 @@ class OpenAIBackend(LanguageBackend):
 class _NoLogprobs(Exception):
     """The server's answer has no prompt log-probabilities."""
 
-
-def _token_count(answer: Any) -> int:
-    """The count in a tokenize answer: vLLM's ``count``, else ``len(tokens)`` (llama.cpp's and
-    chinwag's shape)."""
-    if isinstance(answer, dict):
-        if isinstance(answer.get("count"), int):
-            return int(answer["count"])
-        if isinstance(answer.get("tokens"), list):
-            return len(answer["tokens"])
-    raise ValueError(f"not a tokenize answer: {str(answer)[:100]}")
-
-
-def _validate(schema: dict[str, Any], text: str, where: str) -> None:
-    """Raise ``SchemaError`` unless ``text`` is JSON valid against ``schema`` (the server may
-    have ignored the schema, or stopped at ``max_tokens`` mid-object)."""
-    try:
-        jsonschema.validate(json.loads(text), schema)
-    except ValueError as e:
-        raise SchemaError(f"{where} returned text that is not JSON ({e}); the server may not "
-                          f"enforce JSON Schema on this endpoint, or max_tokens cut it: "
-                          f"{text[:200]!r}") from None
-    except jsonschema.ValidationError as e:
-        raise SchemaError(f"{where} returned JSON that does not match the schema "
-                          f"({e.message}); the server does not enforce JSON Schema on this "
-                          f"endpoint") from None

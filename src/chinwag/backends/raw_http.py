@@ -26,32 +26,48 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
-import jsonschema
 from jinja2 import StrictUndefined, TemplateError, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from pydantic import Field
 
-from chinwag.backends.base import Capabilities, LanguageBackend, ModelInfo, check_json_schema
-from chinwag.backends.remote import RemoteClient, says_context_overflow
+from chinwag.backends.base import (
+    Capabilities,
+    LanguageBackend,
+    ModelInfo,
+    estimate_tokens,
+    picked_choice,
+)
+from chinwag.backends.remote import (
+    BACKOFF_S,
+    CONTEXT_LENGTH,
+    MAX_RETRIES,
+    TIMEOUT_S,
+    RemoteClient,
+    RemoteConfig,
+    says_context_overflow,
+)
 from chinwag.backends.stops import StopScanner
 from chinwag.errors import (
     BackendRejected,
     BackendServerError,
     ConfigError,
     ContextOverflow,
-    InvalidParams,
     SchemaError,
 )
-from chinwag.prompting import ChatFormat, Speakers, resolve_chat_format
+from chinwag.json_schema import check_json_schema, validate_json_text
+from chinwag.prompting import Speakers
 from chinwag.types import Choice, Done, EventStream, Message, SamplingParams, TokenEvent, Usage
 
-CHARS_PER_TOKEN = 4
-"""Token estimate when the service cannot count (OpenAI's rule of thumb for English)."""
+if TYPE_CHECKING:
+    import httpx
+
+    from chinwag.models import Progress
+    from chinwag.settings import Settings
 
 _WHOLE_EXPRESSION = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.S)
 _env = ImmutableSandboxedEnvironment(undefined=StrictUndefined)
@@ -140,6 +156,27 @@ class BodyTemplate:
         return item
 
 
+class HttpLLM(RemoteConfig):
+    """An LLM config for a raw HTTP completion API with its own shapes (the module
+    docstring). The fields are ``HttpBackend``'s parameters."""
+
+    backend: Literal["http"]
+    host: str = Field(pattern=r"^https?://")
+    path: str = Field(pattern=r"^/")
+    prompt_key: str = "prompt"
+    text_path: str = "results.0.text"
+    body: dict[str, Any] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict)
+    schema_key: str | None = None
+    tokenize_path: str | None = None
+    prompt_tokens_path: str | None = None
+    completion_tokens_path: str | None = None
+
+    def build(self, settings: Settings, *, base_dir: Path | None = None,
+              progress: Progress | None = None) -> HttpBackend:
+        return HttpBackend(**self.arguments())
+
+
 class HttpBackend(LanguageBackend):
     """A raw HTTP completion API (see the module docstring).
 
@@ -169,12 +206,14 @@ class HttpBackend(LanguageBackend):
 
     def __init__(self, host: str, path: str, *, prompt_key: str = "prompt",
                  text_path: str = "results.0.text", body: Mapping[str, Any] | None = None,
-                 headers: Mapping[str, str] | None = None, context_length: int = 4096,
+                 headers: Mapping[str, str] | None = None,
+                 context_length: int = CONTEXT_LENGTH,
                  schema_key: str | None = None, tokenize_path: str | None = None,
                  prompt_tokens_path: str | None = None,
                  completion_tokens_path: str | None = None, chat_format: str | None = None,
-                 model_id: str = "http", timeout: float = 120.0, max_retries: int = 3,
-                 backoff: float = 0.5, transport: httpx.BaseTransport | None = None) -> None:
+                 model_id: str = "http", timeout: float = TIMEOUT_S,
+                 max_retries: int = MAX_RETRIES, backoff: float = BACKOFF_S,
+                 transport: httpx.BaseTransport | None = None) -> None:
         self.client = RemoteClient(host, headers=headers, timeout=timeout,
                                    max_retries=max_retries, backoff=backoff, transport=transport)
         self.path = path
@@ -186,18 +225,13 @@ class HttpBackend(LanguageBackend):
         self.usage_paths = (prompt_tokens_path, completion_tokens_path)
         self.model_id = model_id
         self._context_length = context_length
-        self._forced_format = chat_format
-        self.chat_format = self.format_for(None)
+        self._set_chat_format(chat_format)
         self.capabilities = Capabilities(json_schema=schema_key is not None, choose=False,
                                          exact_token_count=tokenize_path is not None)
 
     @property
     def context_length(self) -> int:
         return self._context_length
-
-    def format_for(self, persona_format: str | None) -> ChatFormat:
-        return resolve_chat_format(model_template=None, requested=self._forced_format,
-                                   persona_format=persona_format)
 
     def info(self) -> ModelInfo:
         return ModelInfo(name=self.model_id, n_ctx=self._context_length,
@@ -211,14 +245,8 @@ class HttpBackend(LanguageBackend):
             RemoteError: the tokenize endpoint failed.
         """
         if self.tokenize_path is None:
-            return math.ceil(len(text) / CHARS_PER_TOKEN)
-        answer = self.client.post(self.tokenize_path, {"content": text, "prompt": text})
-        if isinstance(answer, dict) and isinstance(answer.get("count"), int):
-            return int(answer["count"])
-        if isinstance(answer, dict) and isinstance(answer.get("tokens"), list):
-            return len(answer["tokens"])
-        raise BackendServerError(f"{self.client.url(self.tokenize_path)} gave no token count: "
-                                 f"{str(answer)[:200]}", url=self.client.url(self.tokenize_path))
+            return estimate_tokens(text)
+        return self.client.count_tokens(self.tokenize_path, text)
 
     def generate(self, prompt: str, params: SamplingParams) -> EventStream:
         if params.json_schema is not None:
@@ -260,12 +288,8 @@ class HttpBackend(LanguageBackend):
                                      url=self.client.url(self.path))
         scanner = StopScanner(params.stop)
         kept = scanner.feed(text) + scanner.flush()
-        if params.json_schema is not None:
-            try:
-                jsonschema.validate(json.loads(kept), params.json_schema)
-            except (ValueError, jsonschema.ValidationError) as e:
-                raise SchemaError(f"{self.client.url(self.path)} returned output that does "
-                                  f"not match the JSON Schema: {e}") from None
+        validate_json_text(kept, params.json_schema,
+                           source=f"the reply of {self.client.url(self.path)}")
         counts = [self._reported(answer, p) for p in self.usage_paths]
         used = Usage(counts[0] if counts[0] is not None else
                      prompt_tokens if prompt_tokens is not None else self.count_tokens(prompt),
@@ -286,17 +310,14 @@ class HttpBackend(LanguageBackend):
             return None
         return value if isinstance(value, int) else None
 
-    def choose(self, messages: Sequence[Message], options: Sequence[str],
-               *, speakers: Speakers = Speakers()) -> Choice:
+    def _choose(self, messages: Sequence[Message], options: Sequence[str],
+                speakers: Speakers) -> Choice:
         """Ask for the option by number and read the number back (a raw API gives no
         log-probabilities). Scores are 0 for the chosen option and -inf for the others.
 
         Raises:
-            InvalidParams: no options, or an empty one.
             BackendError: the reply names no option.
         """
-        if not options or any(not o for o in options):
-            raise InvalidParams("choose needs non-empty options", param="options")
         listing = "\n".join(f"{i}. {o}" for i, o in enumerate(options, 1))
         ask = Message("system", f"Reply with the number of one of these options:\n{listing}")
         prompt = self.render([*messages, ask], speakers)
@@ -311,8 +332,7 @@ class HttpBackend(LanguageBackend):
                 raise BackendServerError(f"the reply names no option: {reply!r}",
                                          url=self.client.url(self.path))
             index = named[0]
-        scores = [0.0 if i == index else -math.inf for i in range(len(options))]
-        return Choice(index, options[index], 0.0, scores)
+        return picked_choice(options, index)
 
     def close(self) -> None:
         self.client.close()

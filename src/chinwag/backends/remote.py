@@ -14,6 +14,9 @@ Retries wait ``backoff * 2**attempt`` seconds (capped at 8 s), or what ``Retry-A
 (capped at 30 s), the schedule the OpenAI and Anthropic client libraries use. A stream is
 retried only until its first byte arrives; after that a failure ends it with
 ``BackendUnreachable`` (the text already streamed cannot be taken back).
+
+The defaults of every remote backend live here once (``TIMEOUT_S``, ``MAX_RETRIES``,
+``BACKOFF_S``, ``CONTEXT_LENGTH``), as do the config fields they share (``RemoteConfig``).
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from collections.abc import Callable, Generator, Mapping
 from typing import Any
 
 import httpx
+from pydantic import Field
 
+from chinwag.backends.base import BackendConfig
 from chinwag.errors import (
     BackendAuthError,
     BackendRateLimited,
@@ -39,6 +44,25 @@ log = logging.getLogger("chinwag.backends.remote")
 
 MAX_BACKOFF_S = 8.0
 MAX_RETRY_AFTER_S = 30.0
+
+TIMEOUT_S = 120.0
+"""Seconds a remote backend waits for each read (a token of a stream, or a whole answer)."""
+MAX_RETRIES = 3
+"""Attempts after the first for retryable failures."""
+BACKOFF_S = 0.5
+"""Seconds before the first retry; doubled after each."""
+CONTEXT_LENGTH = 4096
+"""A remote model's context window, tokens, when its config does not say."""
+
+
+class RemoteConfig(BackendConfig):
+    """The config fields every remote backend has (``openai``, ``http``)."""
+
+    timeout: float = Field(TIMEOUT_S, gt=0, description="Seconds to wait for each read.")
+    max_retries: int = Field(MAX_RETRIES, ge=0, le=20,
+                             description="Retries after the first attempt.")
+    backoff: float = Field(BACKOFF_S, ge=0,
+                           description="Seconds before the first retry, doubled after each.")
 
 
 _CONTEXT_WORDS = ("context length", "context window", "maximum context", "too long",
@@ -92,8 +116,9 @@ class RemoteClient:
     """
 
     def __init__(self, base_url: str, *, headers: Mapping[str, str] | None = None,
-                 timeout: float = 120.0, connect_timeout: float = 5.0, max_retries: int = 3,
-                 backoff: float = 0.5, transport: httpx.BaseTransport | None = None,
+                 timeout: float = TIMEOUT_S, connect_timeout: float = 5.0,
+                 max_retries: int = MAX_RETRIES, backoff: float = BACKOFF_S,
+                 transport: httpx.BaseTransport | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.base_url = base_url.rstrip("/")
         self.max_retries = max_retries
@@ -173,6 +198,23 @@ class RemoteClient:
             return BackendAuthError(f"{said} (check the api_key of this LLM's config)",
                                     url=url, status=status, attempts=attempt)
         return BackendRejected(said, url=url, status=status, attempts=attempt)
+
+    def count_tokens(self, path: str, text: str, **fields: Any) -> int:
+        """Ask a tokenize endpoint how many tokens ``text`` is: POST ``{"content": text,
+        "prompt": text, **fields}`` (llama.cpp's, vLLM's and chinwag's shapes) and read vLLM's
+        ``count``, else the length of ``tokens``.
+
+        Raises:
+            RemoteError: as ``post``; ``BackendServerError`` when the answer has no count.
+        """
+        answer = self.post(path, {"content": text, "prompt": text, **fields})
+        if isinstance(answer, dict):
+            if isinstance(answer.get("count"), int):
+                return int(answer["count"])
+            if isinstance(answer.get("tokens"), list):
+                return len(answer["tokens"])
+        raise BackendServerError(f"{self.url(path)} gave no token count: {str(answer)[:200]}",
+                                 url=self.url(path))
 
     def stream_lines(self, path: str, body: Any) -> Generator[str, None, None]:
         """POST ``body`` and yield the answer's lines as they arrive (retried until the first

@@ -17,14 +17,44 @@ import re
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
-from chinwag.backends.base import Capabilities, LanguageBackend, ModelInfo, check_json_schema
-from chinwag.errors import BackendError, ContextOverflow, InvalidParams
+from pydantic import Field
+
+from chinwag.backends.base import (
+    BackendConfig,
+    Capabilities,
+    LanguageBackend,
+    ModelInfo,
+    picked_choice,
+)
+from chinwag.errors import BackendError, ContextOverflow
+from chinwag.json_schema import check_json_schema
+from chinwag.prompting import resolve_chat_format
 from chinwag.prompting.base import ChatFormat, Speakers
 from chinwag.prompting.transcript import TranscriptFormat
 from chinwag.types import Choice, Done, EventStream, Message, SamplingParams, TokenEvent, Usage
 
+if TYPE_CHECKING:
+    from chinwag.models import Progress
+    from chinwag.settings import Settings
+
 _PIECES = re.compile(r"\s*\S+|\s+")
+
+
+class ScriptedLLM(BackendConfig):
+    """An LLM config of queued replies, for tests and demos without a model."""
+
+    backend: Literal["scripted"]
+    replies: list[str] = Field(default_factory=list)
+    default_reply: str = "..."
+
+    def build(self, settings: Settings, *, base_dir: Path | None = None,
+              progress: Progress | None = None) -> ScriptedBackend:
+        return ScriptedBackend(**self.arguments(exclude=("model_id", "chat_format")),
+                               chat_format=resolve_chat_format(model_template=None,
+                                                               requested=self.chat_format))
 
 
 @dataclass(frozen=True)
@@ -52,6 +82,7 @@ class ScriptedBackend(LanguageBackend):
     """Replays queued replies word by word; records every request in ``requests``.
 
     Token counting is a word count (whitespace-separated pieces), which keeps tests readable.
+    The chat format is the one given, whatever a persona asks for (``fixed_format``).
     With nothing queued, ``generate`` answers ``default_reply``; ``enqueue_failure`` queues a
     model that fails mid-answer. A ``json_schema`` is checked for
     validity (``SchemaError``) and the scripted reply is replayed as it is: queue the JSON the
@@ -65,6 +96,7 @@ class ScriptedBackend(LanguageBackend):
     """
 
     capabilities = Capabilities(json_schema=True, choose=True, exact_token_count=True)
+    fixed_format = True
 
     def __init__(self, replies: Iterable[str] = (), *, context_length: int = 2048,
                  default_reply: str = "...", chat_format: ChatFormat | None = None) -> None:
@@ -86,7 +118,8 @@ class ScriptedBackend(LanguageBackend):
         self._replies.append(_Failure(message, partial))
 
     def enqueue_choice(self, index: int) -> None:
-        """Queue the index the next ``choose`` call returns (default: 0)."""
+        """Queue the index the next ``choose`` call returns (default: 0); it is scored 0,
+        the other options -inf."""
         self._choices.append(index)
 
     @property
@@ -124,15 +157,11 @@ class ScriptedBackend(LanguageBackend):
             yield TokenEvent(piece)
         yield Done(finish, Usage(prompt_tokens, len(pieces)))  # type: ignore[arg-type]
 
-    def choose(self, messages: Sequence[Message], options: Sequence[str],
-               *, speakers: Speakers = Speakers()) -> Choice:
-        if not options:
-            raise InvalidParams("choose needs at least one option", param="options")
+    def _choose(self, messages: Sequence[Message], options: Sequence[str],
+                speakers: Speakers) -> Choice:
         prompt = self.render(messages, speakers).text
         self.requests.append(Request(prompt=prompt, params=None, options=tuple(options)))
-        index = self._choices.popleft() if self._choices else 0
-        scores = [0.0 if i == index else -10.0 for i in range(len(options))]
-        return Choice(index=index, option=options[index], logprob=0.0, scores=scores)
+        return picked_choice(options, self._choices.popleft() if self._choices else 0)
 
     def info(self) -> ModelInfo:
         return ModelInfo(name="scripted", n_ctx=self._context_length,

@@ -7,7 +7,8 @@ model's ``forward`` with its KV cache, so closing a stream stops it between two 
 JSON Schema output is enforced by llguidance masking the logits at every step.
 
 torch, transformers and llguidance are imported only when a backend is built, so
-``import chinwag.backends`` works without the ``transformers`` extra.
+``import chinwag.backends`` (and the config class ``TransformersLLM``) works without the
+``transformers`` extra.
 """
 
 from __future__ import annotations
@@ -18,9 +19,17 @@ import secrets
 import threading
 from collections.abc import Generator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from chinwag.backends.base import Capabilities, LanguageBackend, ModelInfo, check_json_schema
+from pydantic import Field
+
+from chinwag.backends.base import (
+    BackendConfig,
+    Capabilities,
+    LanguageBackend,
+    ModelInfo,
+    continuation_choice,
+)
 from chinwag.backends.stops import StopScanner
 from chinwag.errors import (
     BackendError,
@@ -31,7 +40,8 @@ from chinwag.errors import (
     ModelNotFound,
     SchemaError,
 )
-from chinwag.prompting import ChatFormat, Speakers, resolve_chat_format
+from chinwag.json_schema import check_json_schema
+from chinwag.prompting import Speakers, resolve_chat_format
 from chinwag.types import (
     Choice,
     Done,
@@ -46,6 +56,9 @@ from chinwag.types import (
 if TYPE_CHECKING:
     import torch
     from llguidance import LLMatcher, LLTokenizer
+
+    from chinwag.models import Progress
+    from chinwag.settings import Settings
 
 CONTEXT_CAP = 8192
 """Most tokens of context used by default (when ``context_length`` is not given), even if the
@@ -66,6 +79,24 @@ _JSON_WHITESPACE = r"(?: |\n[ \t]{0,20})?"
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
 _DETOKENIZE_CONTEXT = 4  # prompt tokens decoded before the reply so its first word keeps its space
+
+
+class TransformersLLM(BackendConfig):
+    """An LLM config for a Hugging Face model through transformers on the CPU (``pip install
+    'chinwag[transformers]'``). ``model_id`` is a local folder or a hub id in the local cache;
+    ``n_threads`` left out is the settings'."""
+
+    backend: Literal["transformers"]
+    model_id: str
+    gguf_file: str | None = Field(None, description="Load this GGUF from model_id's folder.")
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    n_threads: int | None = Field(None, ge=1)
+
+    def build(self, settings: Settings, *, base_dir: Path | None = None,
+              progress: Progress | None = None) -> TransformersBackend:
+        return TransformersBackend(self.model_id,
+                                   **self.arguments(exclude=("model_id", "n_threads")),
+                                   n_threads=self.n_threads or settings.n_threads)
 
 
 def _import_ml() -> tuple[Any, Any]:
@@ -208,10 +239,13 @@ class TransformersBackend(LanguageBackend):
         self._lock = threading.Lock()
         self._guide_lock = threading.Lock()
         self._lltokenizer: LLTokenizer | None = None
-        self._forced_format = chat_format
         self.capabilities = Capabilities(json_schema=has_llguidance(), choose=True,
                                          exact_token_count=True)
-        self.chat_format = self.format_for(None)
+        template = getattr(self._tokenizer, "chat_template", None)
+        if isinstance(template, dict):  # several named templates: use the default one
+            template = template.get("default")
+        self._set_chat_format(chat_format, template if isinstance(template, str) else None,
+                              self._tokenizer.bos_token or "", self._tokenizer.eos_token or "")
 
     def _load(self, torch_dtype: Any) -> tuple[Any, Any]:
         """The model (eval mode) and tokenizer, from local files only.
@@ -260,15 +294,6 @@ class TransformersBackend(LanguageBackend):
         rendered chat template does; special-token text in ``text`` becomes those tokens."""
         add = not (self._bos_text and text.startswith(self._bos_text))
         return list(self._tokenizer.encode(text, add_special_tokens=add))
-
-    def format_for(self, persona_format: str | None) -> ChatFormat:
-        template = getattr(self._tokenizer, "chat_template", None)
-        if isinstance(template, dict):  # several named templates: use the default one
-            template = template.get("default")
-        return resolve_chat_format(model_template=template if isinstance(template, str) else None,
-                                   bos_token=self._tokenizer.bos_token or "",
-                                   eos_token=self._tokenizer.eos_token or "",
-                                   requested=self._forced_format, persona_format=persona_format)
 
     def generate(self, prompt: str, params: SamplingParams) -> EventStream:
         """Stream a raw continuation of ``prompt`` (see ``LanguageBackend.generate``).
@@ -396,8 +421,8 @@ class TransformersBackend(LanguageBackend):
                                       f"tokenizer: {e}") from None
             return self._lltokenizer
 
-    def choose(self, messages: Sequence[Message], options: Sequence[str],
-               *, speakers: Speakers = Speakers()) -> Choice:
+    def _choose(self, messages: Sequence[Message], options: Sequence[str],
+                speakers: Speakers) -> Choice:
         return self.choose_continuation(self.render(messages, speakers).text, options)
 
     def choose_continuation(self, prompt: str, options: Sequence[str]) -> Choice:
@@ -412,21 +437,9 @@ class TransformersBackend(LanguageBackend):
             ContextOverflow: the prompt plus an option does not fit in the context window.
             BackendError: the backend was closed, or the model failed.
         """
-        if not options:
-            raise InvalidParams("choose needs at least one option", param="options")
-        if any(not o for o in options):
-            raise InvalidParams("options must be non-empty strings", param="options")
         model = self._require_model()
-        base = self.tokenize(prompt)
-        scores: list[float] = []
-        for option in options:
-            full = self.tokenize(prompt + option)
-            shared = next((i for i, (a, b) in enumerate(zip(base, full, strict=False)) if a != b),
-                          min(len(base), len(full)))
-            start = max(1, min(shared, len(full) - 1))
-            scores.append(math.fsum(self._logprobs(model, full, start)))
-        best = max(range(len(options)), key=scores.__getitem__)
-        return Choice(index=best, option=options[best], logprob=scores[best], scores=scores)
+        return continuation_choice(prompt, options, self.tokenize,
+                                   lambda tokens, start: self._logprobs(model, tokens, start))
 
     def _logprobs(self, model: Any, tokens: list[int], start: int) -> list[float]:
         """Natural-log probability of each of ``tokens[start:]`` given the tokens before it,

@@ -22,12 +22,12 @@ from collections import Counter, deque
 from collections.abc import Sequence
 from typing import Any
 
-import jsonschema
 import llama_cpp
 import numpy as np
 from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
 
 from chinwag.errors import BackendError, SchemaError
+from chinwag.json_schema import check_json_schema
 from chinwag.types import SamplingParams
 
 # llama.cpp's JSON grammars allow unbounded whitespace between tokens; a small base model can
@@ -44,10 +44,7 @@ def grammar_for_schema(schema: dict[str, Any]) -> str:
         SchemaError: the schema is not a valid JSON Schema, or uses what llama.cpp's converter
             (llama_cpp.llama_grammar.json_schema_to_gbnf) cannot express.
     """
-    try:
-        jsonschema.validators.validator_for(schema).check_schema(schema)
-    except jsonschema.SchemaError as e:
-        raise SchemaError(f"not a valid JSON Schema: {e.message}") from None
+    check_json_schema(schema)
     if not schema:
         return _cap_whitespace(JSON_GBNF)
     try:
