@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from chinwag.errors import ConfigError
-from chinwag.settings import load_settings
+from chinwag.settings import Settings, load_settings
 
 
 def test_defaults() -> None:
@@ -60,3 +60,97 @@ def test_unknown_setting_in_config_file(tmp_path: Path) -> None:
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_settings(config_file=tmp_path / "nope.yaml")
+
+
+def test_wrong_type_in_config_file_names_file_line_and_setting(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("# my settings\npersona: villager\nn_ctx: lots\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(config_file=config)
+    assert str(err.value).startswith(f"{config}:3: n_ctx: Input should be a valid integer")
+
+
+def test_unknown_setting_names_its_line(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("persona: villager\nn_cxt: 512\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml:2: unknown setting\(s\) n_cxt"):
+        load_settings(config_file=config)
+
+
+def test_config_file_cannot_name_another_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(f"config: {tmp_path / 'other.yaml'}\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml:1: unknown setting\(s\) config"):
+        load_settings(config_file=config)
+
+
+def test_config_file_that_is_a_folder_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_settings(config_file=tmp_path)
+
+
+def test_config_file_must_be_a_mapping(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("- n_ctx\n- 512\n")
+    with pytest.raises(ConfigError, match="must be a mapping of setting: value"):
+        load_settings(config_file=config)
+
+
+def test_empty_config_file_sets_nothing(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("# nothing yet\n")
+    assert load_settings(config_file=config).model_dump(exclude={"config"}) == (
+        load_settings().model_dump(exclude={"config"}))
+
+
+def test_config_file_from_the_environment(monkeypatch: pytest.MonkeyPatch,
+                                          tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("persona: pogi\nkv_cache_ram: 512MiB\n")
+    monkeypatch.setenv("CHINWAG_CONFIG", str(config))
+    assert load_settings().persona == "pogi"
+    assert Settings(n_ctx=512).kv_cache_ram == 512 << 20  # Settings() reads it as well
+
+
+def test_every_llama_cpp_variable_beats_the_config_file(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("model: /file.gguf\nn_ctx: 512\nn_threads: 1\n")
+    monkeypatch.setenv("LLM_MODEL_FILE", "/env.gguf")
+    monkeypatch.setenv("LLM_CONTEXT_WINDOW", "1024")
+    s = load_settings({"n_threads": 2}, config)
+    assert (s.model, s.n_ctx, s.n_threads) == ("/env.gguf", 1024, 2)
+
+
+def test_chinwag_variable_wins_over_the_llama_cpp_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLM_CONTEXT_WINDOW", "1024")
+    monkeypatch.setenv("CHINWAG_N_CTX", "2048")
+    assert load_settings().n_ctx == 2048
+
+
+def test_short_folder_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CHINWAG_LLMS", str(tmp_path / "llms"))
+    monkeypatch.setenv("CHINWAG_PERSONAS", str(tmp_path / "personas"))
+    s = load_settings()
+    assert (s.llms_dir, s.personas_dir) == (tmp_path / "llms", tmp_path / "personas")
+
+
+def test_bare_variable_names_are_not_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PORT", "9999")
+    monkeypatch.setenv("HOST", "0.0.0.0")
+    monkeypatch.setenv("MODEL", "/not/mine.gguf")
+    s = Settings()
+    assert (s.port, s.host, s.model) == (8000, "127.0.0.1", None)
+
+
+def test_every_setting_reads_its_chinwag_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHINWAG_PREFILL_CHUNK", "32")
+    monkeypatch.setenv("CHINWAG_KV_CACHE_DISK", "2GiB")
+    s = Settings()
+    assert (s.prefill_chunk, s.kv_cache_disk) == (32, 2 << 30)
+
+
+def test_env_names_come_from_the_schema() -> None:
+    assert Settings.env_names("n_ctx") == ("CHINWAG_N_CTX", "LLM_CONTEXT_WINDOW")
+    assert Settings.env_names("personas_dir") == ("CHINWAG_PERSONAS_DIR", "CHINWAG_PERSONAS")
+    assert Settings.env_names("port") == ("CHINWAG_PORT",)

@@ -1,10 +1,15 @@
 """One settings schema for chinwag: command-line flags, environment variables and a config file.
 
 Precedence, highest first: values passed in (CLI flags), environment variables, the YAML config
-file (``--config FILE`` or ``CHINWAG_CONFIG``), the defaults below. Every field reads
-``CHINWAG_<FIELD>``; model fields also read the variables llama.cpp services commonly use
-(``LLM_MODEL_FILE``, ``LLM_CONTEXT_WINDOW``, ``LLM_GPU_LAYERS``, ``LLM_CPU_THREADS``,
-``LLM_HUGGINGFACE_REPO``, ``LLM_HUGGINGFACE_FILE``).
+file (``--config FILE`` or ``CHINWAG_CONFIG``), the defaults below. pydantic-settings does the
+merging: every field reads ``CHINWAG_<FIELD>`` (``env_prefix``); a few also read the variables
+llama.cpp services commonly use (``LLM_MODEL_FILE``, ``LLM_CONTEXT_WINDOW``, ``LLM_GPU_LAYERS``,
+``LLM_CPU_THREADS``, ``LLM_HUGGINGFACE_REPO``, ``LLM_HUGGINGFACE_FILE``) or a shorter name
+(``CHINWAG_LLMS``, ``CHINWAG_PERSONAS``), listed in their ``validation_alias``. The config file
+is one more source (``ConfigFileSource``), read through ``chinwag.yaml_files`` so that a bad
+value in it names its file and line; ``Settings()`` reads it too when ``CHINWAG_CONFIG`` is set.
+``load_settings`` is what the commands call: it also words a bad flag or variable as a
+``ConfigError``.
 """
 
 from __future__ import annotations
@@ -13,15 +18,28 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import AliasChoices, ByteSize, Field, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import AliasChoices, BaseModel, ByteSize, ConfigDict, Field, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from chinwag.errors import ConfigError
+from chinwag.yaml_files import located, read_yaml
+
+ENV_PREFIX = "CHINWAG_"
 
 
-def _env(*names: str) -> AliasChoices:
-    return AliasChoices(*names)
+def _env(field: str, *more: str) -> AliasChoices:
+    """Environment variables of a field that has more than ``CHINWAG_<FIELD>``.
+
+    ``CHINWAG_<FIELD>`` stays first, so every source hands pydantic the value under the same
+    key and precedence holds whichever variable was set.
+    """
+    return AliasChoices(ENV_PREFIX + field.upper(), *more)
 
 
 def default_cache_dir() -> Path:
@@ -36,89 +54,88 @@ def default_config_dir() -> Path:
     return Path(base) / "chinwag"
 
 
-class Settings(BaseSettings):
-    """Everything that configures chinwag, from one schema (see the module docstring)."""
+class SettingsFields(BaseModel):
+    """The settings themselves, as a plain model: what a config file is checked against
+    (``Settings`` adds where values come from)."""
 
-    model_config = SettingsConfigDict(populate_by_name=True, extra="forbid",
-                                      validate_default=True)
+    model_config = ConfigDict(populate_by_name=True, extra="forbid", validate_default=True)
 
     model: str | None = Field(
-        None, validation_alias=_env("model", "CHINWAG_MODEL", "LLM_MODEL_FILE"),
+        None, validation_alias=_env("model", "LLM_MODEL_FILE"),
         description="Path to a GGUF file. Default: the embedded Gemma 3 270M model.")
     hf_repo: str | None = Field(
-        None, validation_alias=_env("hf_repo", "CHINWAG_HF_REPO", "LLM_HUGGINGFACE_REPO"),
+        None, validation_alias=_env("hf_repo", "LLM_HUGGINGFACE_REPO"),
         description="Hugging Face repo id holding the GGUF (read from the local cache).")
     hf_file: str | None = Field(
-        None, validation_alias=_env("hf_file", "CHINWAG_HF_FILE", "LLM_HUGGINGFACE_FILE"),
+        None, validation_alias=_env("hf_file", "LLM_HUGGINGFACE_FILE"),
         description="File name or wildcard in hf_repo, e.g. '*Q4_K_M.gguf'.")
     n_ctx: int = Field(
-        4096, ge=16, validation_alias=_env("n_ctx", "CHINWAG_N_CTX", "LLM_CONTEXT_WINDOW"),
+        4096, ge=16, validation_alias=_env("n_ctx", "LLM_CONTEXT_WINDOW"),
         description="Context window in tokens (prompt plus reply).")
     n_gpu_layers: int = Field(
-        0, ge=-1, validation_alias=_env("n_gpu_layers", "CHINWAG_N_GPU_LAYERS", "LLM_GPU_LAYERS"),
+        0, ge=-1, validation_alias=_env("n_gpu_layers", "LLM_GPU_LAYERS"),
         description="Layers to offload to a GPU (-1 = all; ignored on a CPU build).")
     n_threads: int | None = Field(
-        None, ge=1, validation_alias=_env("n_threads", "CHINWAG_N_THREADS", "LLM_CPU_THREADS"),
+        None, ge=1, validation_alias=_env("n_threads", "LLM_CPU_THREADS"),
         description="CPU threads for decoding. Default: the number of CPU cores.")
     n_batch: int = Field(
-        512, ge=1, validation_alias=_env("n_batch", "CHINWAG_N_BATCH"),
-        description="Most prompt tokens processed in one decode call.")
+        512, ge=1, description="Most prompt tokens processed in one decode call.")
     llm: str | None = Field(
-        None, validation_alias=_env("llm", "CHINWAG_LLM"),
-        description="An LLM config: a YAML file, or the name of one in llms_dir "
+        None, description="An LLM config: a YAML file, or the name of one in llms_dir "
         "(`chinwag llms`). Default: the GGUF model the settings above describe.")
     llms_dir: Path | None = Field(
         None, validation_alias=_env("llms_dir", "CHINWAG_LLMS"),
         description="Folder of LLM config files. Default: ~/.config/chinwag/llms.")
     chat_format: str | None = Field(
-        None, validation_alias=_env("chat_format", "CHINWAG_CHAT_FORMAT"),
-        description="Force a named chat format (llama-3, chatml, gemma, ..., transcript).")
-    persona: str = Field(
-        "assistant", validation_alias=_env("persona", "CHINWAG_PERSONA"),
-        description="Persona to chat with.")
+        None, description="Force a named chat format (llama-3, chatml, gemma, ..., transcript).")
+    persona: str = Field("assistant", description="Persona to chat with.")
     personas_dir: Path | None = Field(
         None, validation_alias=_env("personas_dir", "CHINWAG_PERSONAS"),
         description="Folder of persona YAML files. Default: ~/.config/chinwag/personas.")
-    host: str = Field("127.0.0.1", validation_alias=_env("host", "CHINWAG_HOST"),
-                      description="Address chinwag serve listens on.")
-    port: int = Field(8000, ge=0, le=65535, validation_alias=_env("port", "CHINWAG_PORT"),
-                      description="Port chinwag serve listens on.")
+    host: str = Field("127.0.0.1", description="Address chinwag serve listens on.")
+    port: int = Field(8000, ge=0, le=65535, description="Port chinwag serve listens on.")
     api_key: str | None = Field(
-        None, validation_alias=_env("api_key", "CHINWAG_API_KEY"),
-        description="API key(s) the server requires, comma-separated. Default: none (open).")
+        None, description="API key(s) the server requires, comma-separated. Default: none (open).")
     max_queue: int = Field(
-        16, ge=0, validation_alias=_env("max_queue", "CHINWAG_MAX_QUEUE"),
+        16, ge=0,
         description="Requests that may wait for the model; beyond it the server answers 503.")
     max_body_bytes: int = Field(
-        1_000_000, ge=1024, validation_alias=_env("max_body_bytes", "CHINWAG_MAX_BODY_BYTES"),
+        1_000_000, ge=1024,
         description="Largest request body the server accepts, bytes (413 beyond).")
     cache_dir: Path = Field(
-        default_factory=default_cache_dir, validation_alias=_env("cache_dir", "CHINWAG_CACHE_DIR"),
-        description="Where the embedded model is assembled.")
+        default_factory=default_cache_dir, description="Where the embedded model is assembled.")
     parallel: int = Field(
-        8, ge=1, le=64, validation_alias=_env("parallel", "CHINWAG_PARALLEL"),
+        8, ge=1, le=64,
         description="Sequences generated at once, batched into one decode per step "
         "(chinwag serve; each has n_ctx tokens of KV cache).")
     kv_cache_ram: ByteSize = Field(
-        ByteSize(1 << 30), ge=0, validation_alias=_env("kv_cache_ram", "CHINWAG_KV_CACHE_RAM"),
+        ByteSize(1 << 30), ge=0,
         description="RAM for idle conversations' KV state, bytes ('512MiB', '2GB'; 0: off). "
         "A returning conversation restored from it skips recomputing its history.")
     kv_cache_dir: Path | None = Field(
-        None, validation_alias=_env("kv_cache_dir", "CHINWAG_KV_CACHE_DIR"),
-        description="Folder to keep idle conversations' KV state in as well, so it survives "
+        None, description="Folder to keep idle conversations' KV state in as well, so it survives "
         "a restart. Default: none (RAM only).")
     kv_cache_disk: ByteSize = Field(
         ByteSize(4 << 30), ge=0,
-        validation_alias=_env("kv_cache_disk", "CHINWAG_KV_CACHE_DISK"),
         description="Most bytes of KV state files in kv_cache_dir; oldest go first.")
     prefill_chunk: int = Field(
-        128, ge=1, validation_alias=_env("prefill_chunk", "CHINWAG_PREFILL_CHUNK"),
+        128, ge=1,
         description="Most prompt tokens of one request per decode step while others are "
         "streaming (a long prompt is computed in chunks between their tokens).")
     db: Path | None = Field(
-        None, validation_alias=_env("db", "CHINWAG_DB"),
-        description="The conversation database (SQLite). Default: "
+        None, description="The conversation database (SQLite). Default: "
         "~/.local/share/chinwag/chinwag.db.")
+
+
+class Settings(SettingsFields, BaseSettings):
+    """Everything that configures chinwag, from one schema (see the module docstring)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, populate_by_name=True,
+                                      extra="forbid", validate_default=True)
+
+    config: Path | None = Field(
+        None, description="YAML file of settings (setting: value), read below flags and "
+        "environment variables.")
 
     @classmethod
     def settings_customise_sources(
@@ -126,7 +143,22 @@ class Settings(BaseSettings):
         env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings)
+        """Highest first: flags (init values), environment variables, the config file; the
+        defaults come last (pydantic-settings adds them). No ``.env`` or secrets files."""
+        return (init_settings, env_settings, ConfigFileSource(settings_cls))
+
+    @classmethod
+    def env_names(cls, name: str) -> tuple[str, ...]:
+        """The environment variables that set the setting ``name``; when several are set,
+        the first of them wins.
+
+        Raises:
+            KeyError: no such setting.
+        """
+        alias = cls.model_fields[name].validation_alias
+        if isinstance(alias, AliasChoices):
+            return tuple(c for c in alias.choices if isinstance(c, str))
+        return (ENV_PREFIX + name.upper(),)
 
     def api_keys(self) -> list[str]:
         """The API keys the server accepts (empty: no key needed)."""
@@ -143,19 +175,57 @@ class Settings(BaseSettings):
         return self.db or Path(base) / "chinwag" / "chinwag.db"
 
 
-def _read_config_file(path: Path) -> dict[str, Any]:
+class ConfigFileSource(PydanticBaseSettingsSource):
+    """The YAML file the ``config`` setting names (``--config``, ``CHINWAG_CONFIG``), as a
+    pydantic-settings source: it runs after the flags and the environment, whose merged
+    values (``current_state``) say which file to read."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        """Unused: the whole file is read at once in ``__call__``."""
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        """The file's settings, keyed as pydantic-settings keys init values (empty with no
+        file).
+
+        Raises:
+            ConfigError: as ``read_config_file``.
+        """
+        path = self.current_state.get("config")
+        if not path:
+            return {}
+        data = read_config_file(Path(path))
+        return InitSettingsSource(self.settings_cls, init_kwargs=data)()
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read and check a YAML config file: a mapping of setting names to values.
+
+    Returns:
+        The settings the file sets (empty for an empty file), each value valid for its setting.
+
+    Raises:
+        ConfigError: a missing file (``config file not found: PATH``); or, with a message
+            starting ``PATH[:LINE]:`` (the line of the setting at fault), an unreadable file,
+            not YAML, not a mapping, an unknown setting or a bad value.
+    """
+    fail = located(ConfigError, path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = read_yaml(path, fail)
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise ConfigError(f"{where}: not valid YAML: {getattr(e, 'problem', e)}") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config file: {e.strerror or e}") from None
+    data = document.data
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a config file must be a mapping of setting: value")
+        raise fail("a config file must be a mapping of setting: value", None)
+    unknown = [str(k) for k in data if k not in SettingsFields.model_fields]
+    if unknown:
+        raise fail(f"unknown setting(s) {', '.join(sorted(unknown))}",
+                   document.line_of([unknown[0]]))
+    document.validate(SettingsFields.model_validate, fail)
     return data
 
 
@@ -168,30 +238,24 @@ def load_settings(overrides: dict[str, Any] | None = None,
         config_file: a YAML mapping of setting names to values; default ``$CHINWAG_CONFIG``.
 
     Raises:
-        ConfigError: a missing or broken config file, or a value of the wrong type or range
-            (the message names the setting).
+        ConfigError: a missing or broken config file (see ``read_config_file``), or a flag or
+            environment variable of the wrong type or range (the message names the setting).
     """
-    flags = {k: v for k, v in (overrides or {}).items() if v is not None}
-    path = config_file or (Path(os.environ["CHINWAG_CONFIG"]) if os.environ.get("CHINWAG_CONFIG")
-                           else None)
-    from_file = _read_config_file(path) if path else {}
-    unknown = set(from_file) - set(Settings.model_fields)
-    if unknown:
-        raise ConfigError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
+    values = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if config_file is not None:
+        values["config"] = config_file
     try:
-        env_only = Settings(**flags)
-        explicit_env = {k for k in Settings.model_fields if _set_in_env(k)}
-        merged = {**from_file, **{k: getattr(env_only, k) for k in explicit_env}, **flags}
-        return Settings(**merged)
+        return Settings(**values)
     except ValidationError as e:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
-            for err in e.errors())
+        problems = "; ".join(f"{_setting_of(err['loc'])}: {err['msg']}" for err in e.errors())
         raise ConfigError(f"invalid settings: {problems}") from None
 
 
-def _set_in_env(field: str) -> bool:
-    alias = Settings.model_fields[field].validation_alias
-    names = alias.choices if isinstance(alias, AliasChoices) else [field]
-    return any(isinstance(n, str) and n.upper() in {k.upper() for k in os.environ}
-               and n != field for n in names)
+def _setting_of(loc: tuple[int | str, ...]) -> str:
+    """The setting an error location points at, by its name rather than the environment
+    variable pydantic-settings handed the value in under."""
+    names = {env: name for name in Settings.model_fields for env in Settings.env_names(name)}
+    parts = [str(p) for p in loc]
+    if parts:
+        parts[0] = names.get(parts[0], parts[0])
+    return ".".join(parts) or "settings"

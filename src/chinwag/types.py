@@ -40,34 +40,37 @@ class Message:
 class SamplingParams:
     """How to sample a reply. Names and defaults follow llama.cpp and the OpenAI API.
 
-    Attributes:
-        max_tokens: most tokens to generate (>= 1).
-        temperature: softmax temperature (>= 0; 0 means greedy, always the most likely token).
-        top_k: keep only the k most likely tokens (0 = off).
-        top_p: nucleus sampling, keep the smallest set with this much probability (0 < p <= 1).
-        min_p: drop tokens less likely than min_p times the most likely one (0 = off).
-        repeat_penalty: CTRL-style penalty on tokens seen in the last ``repeat_last_n`` (1 = off).
-        repeat_last_n: how many recent tokens the repeat penalty looks at.
-        stop: strings that end the reply; they are not included in it.
-        seed: RNG seed; the same seed, settings and prompt give the same text. None = random.
-        json_schema: when set, the output is constrained to JSON valid against this schema.
-        cache_prompt: reuse the KV state of an earlier prompt that shares a prefix with this
-            one (llama.cpp's server option of the same name, on by default there too). As
-            llama.cpp warns, logits are not bit-identical across batch shapes, so with it the
-            same seed may give a different text; turn it off for reproducible output.
+    Each field says what it does in its ``metadata["description"]`` (the command line's
+    ``--help`` shows them).
     """
 
-    max_tokens: int = 256
-    temperature: float = 0.8
-    top_k: int = 40
-    top_p: float = 0.95
-    min_p: float = 0.05
-    repeat_penalty: float = 1.1
-    repeat_last_n: int = 64
-    stop: tuple[str, ...] = ()
-    seed: int | None = None
-    json_schema: dict[str, Any] | None = None
-    cache_prompt: bool = True
+    max_tokens: int = field(default=256, metadata={
+        "description": "Most tokens to generate (>= 1)."})
+    temperature: float = field(default=0.8, metadata={
+        "description": "Softmax temperature (>= 0; 0 = greedy, always the most likely token)."})
+    top_k: int = field(default=40, metadata={
+        "description": "Keep only the k most likely tokens (0 = off)."})
+    top_p: float = field(default=0.95, metadata={
+        "description": "Nucleus sampling: keep the smallest set of tokens with this much "
+        "probability (0 < p <= 1)."})
+    min_p: float = field(default=0.05, metadata={
+        "description": "Drop tokens less likely than min_p times the most likely one (0 = off)."})
+    repeat_penalty: float = field(default=1.1, metadata={
+        "description": "CTRL-style penalty on tokens seen in the last repeat_last_n (1 = off)."})
+    repeat_last_n: int = field(default=64, metadata={
+        "description": "How many recent tokens the repeat penalty looks at."})
+    stop: tuple[str, ...] = field(default=(), metadata={
+        "description": "Strings that end the reply; they are not included in it."})
+    seed: int | None = field(default=None, metadata={
+        "description": "RNG seed: the same seed, settings and prompt give the same text. "
+        "Default: random."})
+    json_schema: dict[str, Any] | None = field(default=None, metadata={
+        "description": "When set, the output is constrained to JSON valid against this schema."})
+    cache_prompt: bool = field(default=True, metadata={
+        "description": "Reuse the KV state of an earlier prompt that shares a prefix with this "
+        "one (llama.cpp's server option of the same name, on by default there too). As "
+        "llama.cpp warns, logits are not bit-identical across batch shapes, so with it the "
+        "same seed may give a different text; turn it off for reproducible output."})
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str | list):

@@ -2,9 +2,14 @@ from pathlib import Path
 
 import pytest
 
-from chinwag.chat.persona import get_persona, load_persona_file, load_personas
+from chinwag.chat.persona import (
+    SamplingSettings,
+    get_persona,
+    load_persona_file,
+    load_personas,
+)
 from chinwag.errors import PersonaError, UnknownPersona
-from chinwag.types import Message
+from chinwag.types import Message, SamplingParams
 
 
 def test_builtins_ship_with_the_package() -> None:
@@ -60,7 +65,68 @@ def test_invalid_field_names_field_and_line(tmp_path: Path) -> None:
     bad.write_text("name: hot\ndescription: too hot\nsampling:\n  temperature: -3\n")
     with pytest.raises(PersonaError) as err:
         load_persona_file(bad)
-    assert "temperature" in str(err.value) and err.value.line == 3
+    assert "sampling.temperature" in str(err.value) and err.value.line == 4  # the key's own line
+
+
+VILLAGER = """\
+name: villager
+character: Bertha
+description: an old villager of Limbo
+location: the village of Limbo
+user_name: Traveller
+system_prompt: |
+  You are {name}, {description}, in {location}.
+examples:
+  - user: Hello!
+    assistant: Well met, traveller!
+greeting: Well met!
+sampling:
+  max_tokens: 80
+  temperature: warm
+"""
+
+
+def test_nested_wrong_type_names_the_nested_key_and_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "villager.yaml"
+    path.write_text(VILLAGER)
+    with pytest.raises(PersonaError) as err:
+        load_persona_file(path)
+    assert str(err.value).startswith(
+        f"{path}:14: sampling.temperature: Input should be a valid number")
+    assert err.value.line == 14
+
+
+def test_unknown_sampling_key_is_rejected_at_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("name: p\nsampling:\n  max_tokens: 10\n  tempreture: 0.5\n")
+    with pytest.raises(PersonaError, match=r"p\.yaml:4: sampling\.tempreture: Extra inputs"):
+        load_persona_file(path)
+
+
+def test_an_example_without_an_answer_points_at_that_example(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("name: p\nexamples:\n  - user: Hi\n    assistant: Ho\n  - user: Bye\n")
+    with pytest.raises(PersonaError,
+                       match=r"p\.yaml:5: examples\.1\.assistant: Field required"):
+        load_persona_file(path)
+
+
+def test_sampling_settings_know_every_sampling_param() -> None:
+    assert list(SamplingSettings.__annotations__) == SamplingParams.names()
+
+
+def test_sampling_settings_keep_the_values_given(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("name: p\nsampling: {temperature: 0, stop: END, seed: 7}\n")
+    persona = load_persona_file(path)
+    params = persona.sampling_params()
+    assert (params.temperature, params.stop, params.seed) == (0.0, ("END",), 7)
+    assert params.top_k == SamplingParams().top_k  # what the file leaves out stays default
+
+
+def test_an_unreadable_persona_file_is_a_persona_error(tmp_path: Path) -> None:
+    with pytest.raises(PersonaError, match="cannot read persona file"):
+        load_persona_file(tmp_path)  # a folder
 
 
 def test_unknown_placeholder_is_rejected(tmp_path: Path) -> None:

@@ -30,19 +30,63 @@ from __future__ import annotations
 
 import string
 from collections.abc import Sequence
+from dataclasses import replace
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    with_config,
+)
+from typing_extensions import TypedDict
 
 from chinwag.chat.memory import MemoryPolicy, memory_system_text
 from chinwag.errors import InvalidParams, PersonaError, UnknownPersona
 from chinwag.prompting.base import Speakers
 from chinwag.types import Message, SamplingParams
+from chinwag.yaml_files import read_yaml
 
 PLACEHOLDERS = ("name", "description", "location", "user")
+
+
+def _in_range(name: str) -> AfterValidator:
+    """Check one sampling value as ``SamplingParams`` does, so a value out of range is
+    reported at its own key (``sampling.temperature``)."""
+    def check(value: Any) -> Any:
+        try:
+            SamplingParams().with_(**{name: value})
+        except InvalidParams as e:
+            raise ValueError(str(e)) from None
+        return value
+
+    return AfterValidator(check)
+
+
+@with_config(ConfigDict(extra="forbid"))
+class SamplingSettings(TypedDict, total=False):
+    """A persona's sampling settings: any of ``SamplingParams``' fields, each checked as it
+    checks them (a test keeps the two lists of names equal)."""
+
+    max_tokens: Annotated[StrictInt, _in_range("max_tokens")]
+    temperature: Annotated[StrictFloat, _in_range("temperature")]
+    top_k: Annotated[StrictInt, _in_range("top_k")]
+    top_p: Annotated[StrictFloat, _in_range("top_p")]
+    min_p: Annotated[StrictFloat, _in_range("min_p")]
+    repeat_penalty: Annotated[StrictFloat, _in_range("repeat_penalty")]
+    repeat_last_n: Annotated[StrictInt, _in_range("repeat_last_n")]
+    stop: Annotated[StrictStr | list[StrictStr], _in_range("stop")]
+    seed: Annotated[StrictInt | None, _in_range("seed")]
+    json_schema: dict[str, Any] | None
+    cache_prompt: StrictBool
 
 
 class Example(BaseModel):
@@ -71,7 +115,7 @@ class Persona(BaseModel):
     user_name: str = "User"
     system_prompt: str = "You are {name}, {description}."
     examples: tuple[Example, ...] = ()
-    sampling: dict[str, Any] = Field(default_factory=dict)
+    sampling: SamplingSettings = Field(default_factory=lambda: SamplingSettings())
     chat_format: str | None = None
     llm: str | None = None
     greeting: str | None = None
@@ -85,15 +129,6 @@ class Persona(BaseModel):
             if field is not None and field not in PLACEHOLDERS:
                 raise ValueError(f"unknown placeholder {{{field}}}; use "
                                  + ", ".join("{" + p + "}" for p in PLACEHOLDERS))
-        return value
-
-    @field_validator("sampling")
-    @classmethod
-    def _valid_sampling(cls, value: dict[str, Any]) -> dict[str, Any]:
-        try:
-            SamplingParams().with_(**value)
-        except InvalidParams as e:
-            raise ValueError(str(e)) from None
         return value
 
     @property
@@ -131,49 +166,25 @@ class Persona(BaseModel):
         return (base or SamplingParams()).with_(**self.sampling)
 
 
-def _line_of(text: str, key: str) -> int | None:
-    """1-based line of a top-level ``key`` in YAML ``text``, if it can be found."""
-    try:
-        node = yaml.compose(text)
-    except yaml.YAMLError:
-        return None
-    if isinstance(node, yaml.MappingNode):
-        for k, _ in node.value:
-            if getattr(k, "value", None) == key:
-                return int(k.start_mark.line) + 1
-    return None
-
-
 def load_persona_file(path: Path) -> Persona:
-    """Read one persona YAML file.
+    """Read one persona YAML file (its ``name`` defaults to the file's stem).
 
     Raises:
         PersonaError: unreadable file, broken YAML (with its line), or an invalid persona
-            (with the field, the problem and the field's line).
+            (with the field's dotted path, the problem and the line of that very key, e.g.
+            ``villager.yaml:14: sampling.temperature: Input should be a valid number``).
     """
+    def fail(message: str, line: int | None) -> PersonaError:
+        return PersonaError(message, path=str(path), line=line)
+
     try:
-        text = path.read_text(encoding="utf-8")
+        document = read_yaml(path, fail)
     except OSError as e:
         raise PersonaError(f"cannot read persona file: {e.strerror}", path=str(path)) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        problem = getattr(e, "problem", None) or str(e)
-        raise PersonaError(f"not valid YAML: {problem}", path=str(path),
-                           line=mark.line + 1 if mark is not None else None) from None
-    if not isinstance(data, dict):
-        raise PersonaError("a persona file must be a mapping (name: ..., system_prompt: ...)",
-                           path=str(path), line=1)
-    data.setdefault("name", path.stem)
-    try:
-        return Persona(**data)
-    except ValidationError as e:
-        err = e.errors()[0]
-        field = str(err["loc"][0]) if err["loc"] else ""
-        where = ".".join(str(p) for p in err["loc"])
-        raise PersonaError(f"{where}: {err['msg']}" if where else err["msg"], path=str(path),
-                           line=_line_of(text, field)) from None
+    if not isinstance(document.data, dict):
+        raise fail("a persona file must be a mapping (name: ..., system_prompt: ...)", 1)
+    named = replace(document, data={"name": path.stem, **document.data})
+    return named.validate(Persona.model_validate, fail)
 
 
 def builtin_personas_dir() -> Path:

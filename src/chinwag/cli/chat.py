@@ -20,6 +20,7 @@ from chinwag.cli.common import (
     MaxTokensOpt,
     MinPOpt,
     ModelOpt,
+    NBatchOpt,
     NCtxOpt,
     PersonasOpt,
     RepeatPenaltyOpt,
@@ -32,6 +33,7 @@ from chinwag.cli.common import (
     login_name,
     open_backend,
     sampling_flags,
+    setting_option,
     settings_from,
 )
 from chinwag.cli.session import ChatSession
@@ -41,11 +43,9 @@ from chinwag.store import Store
 
 @friendly_errors
 def chat(
-    persona: Annotated[str | None, typer.Option(
-        "--persona", "-p", help="Persona to talk to (env: CHINWAG_PERSONA; default assistant).",
-        show_default=False)] = None,
+    persona: Annotated[str | None, setting_option("persona", "--persona", "-p")] = None,
     model: ModelOpt = None, llm: LlmOpt = None, chat_format: ChatFormatOpt = None,
-    n_ctx: NCtxOpt = None,
+    n_ctx: NCtxOpt = None, n_batch: NBatchOpt = None,
     threads: ThreadsOpt = None, personas_dir: PersonasOpt = None, config: ConfigOpt = None,
     user: Annotated[str | None, typer.Option(
         "--user", help="Your name: in the conversation (default: the persona's user_name) and "
@@ -63,8 +63,8 @@ def chat(
 ) -> None:
     """Chat with a persona, answers streamed token by token."""
     settings = settings_from(config, persona=persona, model=model, llm=llm,
-                             chat_format=chat_format,
-                             n_ctx=n_ctx, n_threads=threads, personas_dir=personas_dir, db=db,
+                             chat_format=chat_format, n_ctx=n_ctx, n_batch=n_batch,
+                             n_threads=threads, personas_dir=personas_dir, db=db,
                              parallel=1)  # one person: one sequence at a time
     found = get_persona(settings.persona, settings.user_personas_dir())
     if found.llm and not settings.llm and not settings.model:

@@ -6,54 +6,82 @@ import functools
 import getpass
 import sys
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
+from pydantic import ByteSize
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from chinwag.backends import LanguageBackend, load_backend
 from chinwag.errors import ChinwagError
-from chinwag.prompting import format_names
 from chinwag.settings import Settings, load_settings
+from chinwag.types import SamplingParams
 
 err_console = Console(stderr=True, highlight=False)
 
-# -- options shared by several commands (one definition each) -----------------------------------
-ModelOpt = Annotated[str | None, typer.Option(
-    "--model", "-m", help="GGUF file to load (env: CHINWAG_MODEL, LLM_MODEL_FILE). "
-    "Default: the embedded Gemma 3 270M base model.", show_default=False)]
-LlmOpt = Annotated[str | None, typer.Option(
-    "--llm", help="LLM config: a YAML file, or the name of a configured LLM (see chinwag llms; "
-    "env: CHINWAG_LLM). Default: the GGUF model (--model, else the embedded one).",
-    show_default=False)]
-ChatFormatOpt = Annotated[str | None, typer.Option(
-    "--chat-format", help=f"Force a named chat format ({', '.join(format_names())}, "
-    "transcript).", show_default=False)]
-NCtxOpt = Annotated[int | None, typer.Option(
-    "--n-ctx", "-c", help="Context window in tokens (env: CHINWAG_N_CTX, LLM_CONTEXT_WINDOW; "
-    "default 4096).", show_default=False)]
-ThreadsOpt = Annotated[int | None, typer.Option(
-    "--threads", "-t", help="CPU threads (env: LLM_CPU_THREADS; default: all cores).",
-    show_default=False)]
-ConfigOpt = Annotated[Path | None, typer.Option(
-    "--config", help="YAML file of settings (env: CHINWAG_CONFIG).", show_default=False)]
-PersonasOpt = Annotated[Path | None, typer.Option(
-    "--personas", help="Folder of persona YAML files (env: CHINWAG_PERSONAS; default "
-    "~/.config/chinwag/personas).", show_default=False)]
+# -- options: help text from the schemas, one definition each -----------------------------------
 
-DbOpt = Annotated[Path | None, typer.Option(
-    "--db", help="Conversation database file (env: CHINWAG_DB; default "
-    "~/.local/share/chinwag/chinwag.db).", show_default=False)]
-MaxTokensOpt = Annotated[int | None, typer.Option("--max-tokens", "-n",
-                                                  help="Most tokens to generate.")]
-TemperatureOpt = Annotated[float | None, typer.Option("--temperature", help="0 = greedy.")]
-TopKOpt = Annotated[int | None, typer.Option("--top-k", help="0 = off.")]
-TopPOpt = Annotated[float | None, typer.Option("--top-p")]
-MinPOpt = Annotated[float | None, typer.Option("--min-p")]
-RepeatPenaltyOpt = Annotated[float | None, typer.Option("--repeat-penalty", help="1 = off.")]
-SeedOpt = Annotated[int | None, typer.Option("--seed", help="Same seed, same text.")]
+
+def _readable(value: Any) -> str:
+    """A default as people write it: ``1GiB`` rather than 1073741824."""
+    if isinstance(value, ByteSize):
+        return value.human_readable().replace(".0", "")
+    return str(value)
+
+
+def setting_help(name: str) -> str:
+    """The ``--help`` text of the setting ``name``: its description, environment variables
+    and default, from the ``Settings`` schema (a None default is left to the description).
+
+    Raises:
+        KeyError: no such setting.
+    """
+    field = Settings.model_fields[name]
+    details = [f"env: {', '.join(Settings.env_names(name))}"]
+    if field.default_factory is None and field.default is not None:
+        details.append(f"default: {_readable(field.default)}")
+    return f"{field.description} ({'; '.join(details)})"
+
+
+def setting_option(name: str, *flags: str) -> Any:
+    """A typer option for the setting ``name`` (its help from ``setting_help``)."""
+    return typer.Option(*flags, help=setting_help(name), show_default=False)
+
+
+def sampling_option(name: str, *flags: str, default: Any = None) -> Any:
+    """A typer option for the sampling parameter ``name``, its help the field's description
+    and default from ``SamplingParams`` (or ``default``, for a command with its own).
+
+    Raises:
+        KeyError: no such sampling parameter.
+    """
+    spec = {f.name: f for f in fields(SamplingParams)}[name]
+    shown = spec.default if default is None else default
+    text = spec.metadata["description"]
+    return typer.Option(*flags, help=text if shown is None else f"{text} (default: {shown})",
+                        show_default=False)
+
+
+ModelOpt = Annotated[str | None, setting_option("model", "--model", "-m")]
+LlmOpt = Annotated[str | None, setting_option("llm", "--llm")]
+ChatFormatOpt = Annotated[str | None, setting_option("chat_format", "--chat-format")]
+NCtxOpt = Annotated[int | None, setting_option("n_ctx", "--n-ctx", "-c")]
+NBatchOpt = Annotated[int | None, setting_option("n_batch", "--n-batch")]
+ThreadsOpt = Annotated[int | None, setting_option("n_threads", "--threads", "-t")]
+ConfigOpt = Annotated[Path | None, setting_option("config", "--config")]
+PersonasOpt = Annotated[Path | None, setting_option("personas_dir", "--personas")]
+DbOpt = Annotated[Path | None, setting_option("db", "--db")]
+
+MaxTokensOpt = Annotated[int | None, sampling_option("max_tokens", "--max-tokens", "-n")]
+TemperatureOpt = Annotated[float | None, sampling_option("temperature", "--temperature")]
+TopKOpt = Annotated[int | None, sampling_option("top_k", "--top-k")]
+TopPOpt = Annotated[float | None, sampling_option("top_p", "--top-p")]
+MinPOpt = Annotated[float | None, sampling_option("min_p", "--min-p")]
+RepeatPenaltyOpt = Annotated[float | None, sampling_option("repeat_penalty", "--repeat-penalty")]
+SeedOpt = Annotated[int | None, sampling_option("seed", "--seed")]
 
 
 def login_name() -> str:

@@ -12,9 +12,9 @@ import typer
 from chinwag.cli.common import (
     ConfigOpt,
     LlmOpt,
-    MaxTokensOpt,
     MinPOpt,
     ModelOpt,
+    NBatchOpt,
     NCtxOpt,
     RepeatPenaltyOpt,
     SeedOpt,
@@ -25,17 +25,24 @@ from chinwag.cli.common import (
     friendly_errors,
     open_backend,
     sampling_flags,
+    sampling_option,
     settings_from,
 )
 from chinwag.errors import ConfigError
 from chinwag.types import Done, SamplingParams
 
+MAX_TOKENS = 128
+"""``complete``'s own default for ``--max-tokens`` (a playground wants short answers)."""
+
 
 @friendly_errors
 def complete(
     text: Annotated[str, typer.Argument(help="The text to continue ('-' reads stdin).")],
-    model: ModelOpt = None, llm: LlmOpt = None, n_ctx: NCtxOpt = None, threads: ThreadsOpt = None,
-    config: ConfigOpt = None, max_tokens: MaxTokensOpt = 128, temperature: TemperatureOpt = None,
+    model: ModelOpt = None, llm: LlmOpt = None, n_ctx: NCtxOpt = None, n_batch: NBatchOpt = None,
+    threads: ThreadsOpt = None, config: ConfigOpt = None,
+    max_tokens: Annotated[int, sampling_option(
+        "max_tokens", "--max-tokens", "-n", default=MAX_TOKENS)] = MAX_TOKENS,
+    temperature: TemperatureOpt = None,
     top_k: TopKOpt = None, top_p: TopPOpt = None, min_p: MinPOpt = None,
     repeat_penalty: RepeatPenaltyOpt = None, seed: SeedOpt = None,
     stop: Annotated[list[str] | None, typer.Option("--stop", help="Stop string (repeatable).")]
@@ -56,7 +63,7 @@ def complete(
         repeat_penalty=repeat_penalty, seed=seed, stop=tuple(stop) if stop else None,
         json_schema=schema))
     backend = open_backend(settings_from(config, model=model, llm=llm, n_ctx=n_ctx,
-                                         n_threads=threads, parallel=1))
+                                         n_batch=n_batch, n_threads=threads, parallel=1))
     events = backend.generate(prompt, params)
     try:
         for event in events:

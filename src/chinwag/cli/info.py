@@ -16,11 +16,13 @@ from chinwag.cli.common import (
     ConfigOpt,
     LlmOpt,
     ModelOpt,
+    NBatchOpt,
     NCtxOpt,
     PersonasOpt,
     ThreadsOpt,
     friendly_errors,
     open_backend,
+    setting_option,
     settings_from,
 )
 from chinwag.errors import ConfigError
@@ -47,11 +49,11 @@ def _count(n: int | None) -> str:
 
 @friendly_errors
 def models(model: ModelOpt = None, llm: LlmOpt = None, n_ctx: NCtxOpt = None,
-           threads: ThreadsOpt = None,
+           n_batch: NBatchOpt = None, threads: ThreadsOpt = None,
            chat_format: ChatFormatOpt = None, config: ConfigOpt = None) -> None:
     """Show the model in use: file, size, parameters, n_ctx, chat format."""
-    settings = settings_from(config, model=model, llm=llm, n_ctx=n_ctx, n_threads=threads,
-                             chat_format=chat_format, parallel=1)
+    settings = settings_from(config, model=model, llm=llm, n_ctx=n_ctx, n_batch=n_batch,
+                             n_threads=threads, chat_format=chat_format, parallel=1)
     backend = open_backend(settings)
     info = backend.info()
     table = Table(show_header=False, box=None)
@@ -84,9 +86,7 @@ def personas(personas_dir: PersonasOpt = None, config: ConfigOpt = None) -> None
 
 
 @friendly_errors
-def llms(llms_dir: Annotated[Path | None, typer.Option(
-        "--dir", help="Folder of LLM config files (env: CHINWAG_LLMS; default "
-        "~/.config/chinwag/llms).", show_default=False)] = None,
+def llms(llms_dir: Annotated[Path | None, setting_option("llms_dir", "--dir")] = None,
          config: ConfigOpt = None) -> None:
     """List the configured LLMs (one YAML file each): built-in ones and your own. A file that
     does not validate is listed with its error."""

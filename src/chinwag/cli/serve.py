@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import typer
 from rich.console import Console
 
 from chinwag.backends.config import find_llm_config, load_llm_config
@@ -16,11 +15,13 @@ from chinwag.cli.common import (
     DbOpt,
     LlmOpt,
     ModelOpt,
+    NBatchOpt,
     NCtxOpt,
     PersonasOpt,
     ThreadsOpt,
     friendly_errors,
     open_backend,
+    setting_option,
     settings_from,
 )
 from chinwag.store import Store
@@ -30,31 +31,24 @@ console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 @friendly_errors
 def serve(
-    host: Annotated[str | None, typer.Option(
-        "--host", help="Address to listen on (env: CHINWAG_HOST; default 127.0.0.1).",
-        show_default=False)] = None,
-    port: Annotated[int | None, typer.Option(
-        "--port", help="Port (env: CHINWAG_PORT; default 8000).", show_default=False)] = None,
+    host: Annotated[str | None, setting_option("host", "--host")] = None,
+    port: Annotated[int | None, setting_option("port", "--port")] = None,
     model: ModelOpt = None, llm: LlmOpt = None, personas_dir: PersonasOpt = None,
     chat_format: ChatFormatOpt = None,
-    n_ctx: NCtxOpt = None, threads: ThreadsOpt = None, config: ConfigOpt = None,
-    api_key: Annotated[str | None, typer.Option(
-        "--api-key", help="Require this API key (comma-separate several; env: "
-        "CHINWAG_API_KEY).", show_default=False)] = None,
-    max_queue: Annotated[int | None, typer.Option(
-        "--max-queue", help="Requests that may wait for the model before the server answers "
-        "503 (env: CHINWAG_MAX_QUEUE; default 16).", show_default=False)] = None,
-    parallel: Annotated[int | None, typer.Option(
-        "--parallel", help="Requests generated at once, batched together (env: "
-        "CHINWAG_PARALLEL; default 8).", show_default=False)] = None,
+    n_ctx: NCtxOpt = None, n_batch: NBatchOpt = None, threads: ThreadsOpt = None,
+    config: ConfigOpt = None,
+    api_key: Annotated[str | None, setting_option("api_key", "--api-key")] = None,
+    max_queue: Annotated[int | None, setting_option("max_queue", "--max-queue")] = None,
+    max_body_bytes: Annotated[int | None, setting_option(
+        "max_body_bytes", "--max-body-bytes")] = None,
+    parallel: Annotated[int | None, setting_option("parallel", "--parallel")] = None,
+    prefill_chunk: Annotated[int | None, setting_option(
+        "prefill_chunk", "--prefill-chunk")] = None,
     db: DbOpt = None,
-    kv_cache_ram: Annotated[str | None, typer.Option(
-        "--kv-cache-ram", help="RAM for idle conversations' KV state, e.g. 512MiB, 2GB, 0 "
-        "(env: CHINWAG_KV_CACHE_RAM; default 1GiB).", show_default=False)] = None,
-    kv_cache_dir: Annotated[Path | None, typer.Option(
-        "--kv-cache-dir", help="Also keep idle conversations' KV state in this folder, so "
-        "returning users are fast after a restart (env: CHINWAG_KV_CACHE_DIR).",
-        show_default=False)] = None,
+    kv_cache_ram: Annotated[str | None, setting_option("kv_cache_ram", "--kv-cache-ram")] = None,
+    kv_cache_dir: Annotated[Path | None, setting_option("kv_cache_dir", "--kv-cache-dir")] = None,
+    kv_cache_disk: Annotated[str | None, setting_option(
+        "kv_cache_disk", "--kv-cache-disk")] = None,
 ) -> None:
     """Serve personas over HTTP: OpenAI-compatible API, persona endpoints, websocket, web page."""
     import uvicorn
@@ -63,9 +57,11 @@ def serve(
 
     settings = settings_from(config, host=host, port=port, model=model, llm=llm,
                              personas_dir=personas_dir, chat_format=chat_format, n_ctx=n_ctx,
-                             n_threads=threads, api_key=api_key, max_queue=max_queue, db=db,
-                             parallel=parallel, kv_cache_ram=kv_cache_ram,
-                             kv_cache_dir=kv_cache_dir)
+                             n_batch=n_batch, n_threads=threads, api_key=api_key,
+                             max_queue=max_queue, max_body_bytes=max_body_bytes, db=db,
+                             parallel=parallel, prefill_chunk=prefill_chunk,
+                             kv_cache_ram=kv_cache_ram, kv_cache_dir=kv_cache_dir,
+                             kv_cache_disk=kv_cache_disk)
     loaded = load_personas(settings.user_personas_dir())  # fail early on a bad file
     personas = sorted(loaded)
     for name in personas:
