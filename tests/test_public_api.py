@@ -1,20 +1,48 @@
 """The public API changes only on purpose (as httpx's test_exported_members)."""
 
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+import types
+
 import chinwag
+from chinwag import errors
 
 EXPECTED = {
-    "BackendError", "Cancelled", "Capabilities", "Chatbot", "ChinwagError", "Choice",
-    "ConfigError", "ContextOverflow", "Done", "Example", "FormatError", "InvalidParams",
-    "LanguageBackend", "Message", "ModelError", "ModelInfo", "ModelLoadError", "ModelNotFound",
-    "Persona", "PersonaError", "Prompt", "SamplingParams", "SchemaError", "ScriptedBackend",
-    "Settings", "Speakers", "Store", "StoreError", "Conversation", "TokenEvent",
-    "UnknownPersona", "Usage", "collect", "get_persona",
-    "load_backend", "load_persona_file", "load_personas", "load_settings", "resolve_model",
+    "BackendAuthError", "BackendError", "BackendRateLimited", "BackendRejected",
+    "BackendServerError", "BackendUnreachable", "BadExport", "Cancelled", "Capabilities",
+    "Chatbot", "ChinwagError", "Choice", "ConfigError", "ContextOverflow", "Conversation",
+    "ConversationNotFound", "Done", "Example", "FormatError", "HttpBackend", "HumanBackend",
+    "InvalidParams", "LanguageBackend", "LlamaCppBackend", "Message", "ModelError",
+    "ModelInfo", "ModelLoadError", "ModelNotFound", "OpenAIBackend", "Overloaded", "Persona",
+    "PersonaError", "Prompt", "RemoteError", "SamplingParams", "SchemaError",
+    "ScriptedBackend", "Settings", "Speakers", "Store", "StoreCorrupt", "StoreError",
+    "StoreVersionError", "TokenEvent", "TransformersBackend", "UnknownPersona", "Usage",
+    "collect", "get_persona", "load_backend", "load_persona_file", "load_personas",
+    "load_settings", "resolve_model",
 }
 
 
-def test_all_is_pinned() -> None:
+def test_all_is_pinned_and_sorted() -> None:
     assert set(chinwag.__all__) == EXPECTED
+    assert chinwag.__all__ == sorted(chinwag.__all__)
+
+
+def test_all_is_every_public_name_of_the_package() -> None:
+    public = {name for name, value in vars(chinwag).items()
+              if not name.startswith("_") and not isinstance(value, types.ModuleType)
+              and name not in {"annotations", "TYPE_CHECKING", "Any", "importlib"}}
+    assert public <= set(chinwag.__all__)
+
+
+def test_every_exception_of_chinwag_errors_is_exported() -> None:
+    classes = {name for name, value in vars(errors).items()
+               if inspect.isclass(value) and issubclass(value, Exception)}
+    assert classes <= set(chinwag.__all__)
+    for name in classes:
+        assert issubclass(getattr(chinwag, name), chinwag.ChinwagError), name
 
 
 def test_every_exported_name_exists() -> None:
@@ -22,8 +50,14 @@ def test_every_exported_name_exists() -> None:
         assert getattr(chinwag, name) is not None, name
 
 
-def test_every_error_is_a_chinwag_error() -> None:
-    errors = [getattr(chinwag, n) for n in chinwag.__all__ if n.endswith(("Error", "Overflow"))]
-    errors += [chinwag.Cancelled, chinwag.UnknownPersona, chinwag.ModelNotFound]
-    for cls in errors:
-        assert issubclass(cls, chinwag.ChinwagError), cls
+def test_every_backend_class_is_a_language_backend() -> None:
+    for name in [n for n in chinwag.__all__ if n.endswith("Backend") and n != "load_backend"]:
+        assert issubclass(getattr(chinwag, name), chinwag.LanguageBackend), name
+
+
+def test_importing_chinwag_imports_neither_torch_nor_llama_cpp() -> None:
+    code = ("import sys, chinwag; "
+            "print(sorted(m for m in ('torch', 'transformers', 'llama_cpp') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"

@@ -1,6 +1,7 @@
 """chinwag: a local-first engine and service for LLM chatbots.
 
-The public API, re-exported here (``tests/test_public_api.py`` pins ``__all__``)::
+The public API, re-exported here (``tests/test_public_api.py`` pins ``__all__``: the sorted
+public names, every exception class of ``chinwag.errors`` among them)::
 
     from chinwag import Chatbot, get_persona, load_backend, load_settings
 
@@ -8,24 +9,44 @@ The public API, re-exported here (``tests/test_public_api.py`` pins ``__all__``)
     bot = Chatbot(backend, get_persona("villager"))
     for piece in bot.send("Hello!"):
         print(piece, end="", flush=True)
+
+The backends other than ``ScriptedBackend`` are imported on first use (``chinwag.LlamaCppBackend``
+loads llama.cpp, ``chinwag.TransformersBackend`` loads torch), so ``import chinwag`` stays light
+and never imports torch.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from chinwag.backends import Capabilities, LanguageBackend, ModelInfo, ScriptedBackend, load_backend
 from chinwag.chat import Chatbot, Example, Persona, get_persona, load_persona_file, load_personas
 from chinwag.errors import (
+    BackendAuthError,
     BackendError,
+    BackendRateLimited,
+    BackendRejected,
+    BackendServerError,
+    BackendUnreachable,
+    BadExport,
     Cancelled,
     ChinwagError,
     ConfigError,
     ContextOverflow,
+    ConversationNotFound,
     FormatError,
     InvalidParams,
     ModelError,
     ModelLoadError,
     ModelNotFound,
+    Overloaded,
     PersonaError,
+    RemoteError,
     SchemaError,
+    StoreCorrupt,
     StoreError,
+    StoreVersionError,
     UnknownPersona,
 )
 from chinwag.models import resolve_model
@@ -34,10 +55,39 @@ from chinwag.settings import Settings, load_settings
 from chinwag.store import Conversation, Store
 from chinwag.types import Choice, Done, Message, SamplingParams, TokenEvent, Usage, collect
 
+if TYPE_CHECKING:
+    from chinwag.backends.human import HumanBackend
+    from chinwag.backends.llamacpp import LlamaCppBackend
+    from chinwag.backends.openai_http import OpenAIBackend
+    from chinwag.backends.raw_http import HttpBackend
+    from chinwag.backends.transformers import TransformersBackend
+
 __version__ = "0.1.0"
 
+_LAZY = {
+    "HttpBackend": "chinwag.backends.raw_http",
+    "HumanBackend": "chinwag.backends.human",
+    "LlamaCppBackend": "chinwag.backends.llamacpp",
+    "OpenAIBackend": "chinwag.backends.openai_http",
+    "TransformersBackend": "chinwag.backends.transformers",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The backends in ``_LAZY``, imported the first time they are asked for (PEP 562)."""
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'chinwag' has no attribute {name!r}")
+
+
 __all__ = [
+    "BackendAuthError",
     "BackendError",
+    "BackendRateLimited",
+    "BackendRejected",
+    "BackendServerError",
+    "BackendUnreachable",
+    "BadExport",
     "Cancelled",
     "Capabilities",
     "Chatbot",
@@ -46,27 +96,37 @@ __all__ = [
     "ConfigError",
     "ContextOverflow",
     "Conversation",
+    "ConversationNotFound",
     "Done",
     "Example",
     "FormatError",
+    "HttpBackend",
+    "HumanBackend",
     "InvalidParams",
     "LanguageBackend",
+    "LlamaCppBackend",
     "Message",
     "ModelError",
     "ModelInfo",
     "ModelLoadError",
     "ModelNotFound",
+    "OpenAIBackend",
+    "Overloaded",
     "Persona",
     "PersonaError",
     "Prompt",
+    "RemoteError",
     "SamplingParams",
     "SchemaError",
     "ScriptedBackend",
     "Settings",
     "Speakers",
     "Store",
+    "StoreCorrupt",
     "StoreError",
+    "StoreVersionError",
     "TokenEvent",
+    "TransformersBackend",
     "UnknownPersona",
     "Usage",
     "collect",

@@ -14,9 +14,10 @@ from collections.abc import Generator, Iterator
 from typing import Any
 
 from chinwag.backends.base import LanguageBackend
-from chinwag.chat.fitting import fit_messages, tidy_reply
+from chinwag.chat.fitting import tidy_reply
 from chinwag.chat.memory import in_window, replayable, summarize
 from chinwag.chat.persona import Persona
+from chinwag.chat.turn import Turn, build_turn
 from chinwag.prompting.base import ChatFormat, Prompt
 from chinwag.store import Conversation, Store, StoredMessage
 from chinwag.types import Done, Event, Message, SamplingParams
@@ -86,9 +87,14 @@ class Chatbot:
         the next prompt will send: see ``prompt_for``)."""
         return [Message(m.role, m.content) for m in self.log]
 
+    @property
+    def chat_format(self) -> ChatFormat:
+        """The chat format the turns are rendered in (the model's own template wins over the
+        persona's named format: ``LanguageBackend.format_for``)."""
+        return self.backend.format_for(self.persona.chat_format)
+
     def _apply(self, persona: Persona) -> None:
         self.persona = persona
-        self.chat_format: ChatFormat = self.backend.format_for(persona.chat_format)
         self.params = persona.sampling_params(self._base_params).with_(**self._overrides)
 
     def set(self, **changes: Any) -> SamplingParams:
@@ -137,19 +143,21 @@ class Chatbot:
         Raises:
             ContextOverflow: the preamble and ``text`` alone do not fit (both counts given).
         """
+        turn, left_out = self._build(text)
+        return turn.prompt, left_out
+
+    def _build(self, text: str) -> tuple[Turn, int]:
         usable = replayable(self.log)
         window = in_window(usable, self.persona.memory)
-        fitted = fit_messages(
-            self.backend,
-            self.persona.preamble(self.user, summary=self.summary, facts=self.user_facts),
-            [*(Message(m.role, m.content) for m in window),
-             Message("user", text)],
-            speakers=self.persona.speakers(self.user), chat_format=self.chat_format,
-            reserve=self.params.max_tokens, counts=[*(m.tokens for m in window), None])
-        sent = window[fitted.dropped:]
+        turn = build_turn(
+            self.backend, self.persona,
+            [*(Message(m.role, m.content) for m in window), Message("user", text)],
+            self.params, user=self.user, summary=self.summary, facts=self.user_facts,
+            counts=[*(m.tokens for m in window), None])
+        sent = window[turn.dropped:]
         first = sent[0].seq if sent else None
         self._left_out = [m for m in usable if first is None or m.seq < first]
-        return fitted.prompt, len(usable) - len(sent)
+        return turn, len(usable) - len(sent)
 
     def send(self, text: str) -> Generator[str, None, None]:
         """Send one message; yields the reply in pieces as they are generated.
@@ -165,11 +173,8 @@ class Chatbot:
             BackendError: the model failed.
             StoreError: the store cannot be written.
         """
-        prompt, _ = self.prompt_for(text)
-        # JSON output ends where its grammar does; a format's stop strings could cut it short
-        stop = self.params.stop if self.params.json_schema is not None else \
-            tuple(dict.fromkeys((*self.params.stop, *prompt.stop)))
-        events = self.backend.generate_chat(prompt, self.params.with_(stop=stop))
+        turn, _ = self._build(text)
+        events = self.backend.generate_chat(turn.prompt, turn.params)
         return self._turn(text, events)
 
     def _turn(self, text: str, events: Iterator[Event]) -> Generator[str, None, None]:

@@ -81,13 +81,8 @@ def fit_messages(backend: LanguageBackend, preamble: Sequence[Message],
         raise ContextOverflow(floor, n_ctx, reserve)
     content = [c if c is not None else backend.count_tokens(messages[i].content)
                for i, c in ((i, counts[i] if counts is not None else None) for i in droppable)]
-    overhead = max(0.0, (n - floor - sum(content)) / len(droppable))
-    cost = dict(zip(droppable, (c + overhead for c in content), strict=True))
-    excess: float = n - budget
-    cut = 0
-    while cut < len(units) and excess > 0:
-        excess -= sum(cost[i] for i in units[cut])
-        cut += 1
+    cut = _units_to_cut(units, droppable, content, excess=n - budget,
+                        overhead=max(0.0, (n - floor - sum(content)) / len(droppable)))
     while True:
         gone = {i for unit in units[:cut] for i in unit}
         kept = [m for i, m in enumerate(messages) if i not in gone]
@@ -95,6 +90,18 @@ def fit_messages(backend: LanguageBackend, preamble: Sequence[Message],
         if n <= budget or cut == len(units):
             return Fitted(prompt, n, len(gone))
         cut += 1
+
+
+def _units_to_cut(units: Sequence[Sequence[int]], droppable: Sequence[int],
+                  content: Sequence[int], *, excess: float, overhead: float) -> int:
+    """How many of the oldest ``units`` to drop to shed ``excess`` tokens, by estimate: each
+    message costs its content's tokens plus the format's average ``overhead`` per message."""
+    cost = dict(zip(droppable, (c + overhead for c in content), strict=True))
+    cut = 0
+    while cut < len(units) and excess > 0:
+        excess -= sum(cost[i] for i in units[cut])
+        cut += 1
+    return cut
 
 
 def _droppable_units(messages: Sequence[Message]) -> list[list[int]]:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from chinwag.types import Message
+from chinwag.types import Message, SamplingParams
 
 
 @dataclass(frozen=True)
@@ -53,3 +53,17 @@ class ChatFormat(Protocol):
             FormatError: the format cannot express these messages (e.g. roles out of order).
         """
         ...
+
+
+def reply_params(prompt: Prompt, params: SamplingParams) -> SamplingParams:
+    """The sampling settings for the reply to ``prompt``: ``params`` with the chat format's
+    stop strings added after the caller's own (duplicates dropped), so the reply never runs
+    into the next turn.
+
+    Under a JSON schema the format's stop strings are left out: the output ends where the
+    schema's grammar does, and a stop string such as ``"\nTraveller:"`` could cut the JSON
+    short. The caller's own ``params.stop`` always applies.
+    """
+    if params.json_schema is not None:
+        return params
+    return params.with_(stop=tuple(dict.fromkeys((*params.stop, *prompt.stop))))

@@ -121,12 +121,8 @@ def create_app(settings: Settings, backend: LanguageBackend | None = None, *,
         try:
             yield
         finally:
-            await state.drain()
-            state.close_persona_models()
-            state.queue.close()
-            state.store.close()
-            if close_backend if close_backend is not None else backend is None:
-                state.backend.close()
+            await state.close(close_backend=close_backend if close_backend is not None
+                              else backend is None)
 
     app = FastAPI(title="chinwag", summary="LLM chatbots: personas on a local model",
                   lifespan=lifespan)

@@ -10,7 +10,8 @@
   clears them.
 
 The OpenAI endpoints stay stateless (OpenAI clients send the whole history); these serve the
-persona endpoints' server-side memory.
+persona endpoints' server-side memory. The routes are plain functions, so FastAPI runs them in
+its thread pool: SQLite is never called on the event loop.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def _info(c: Conversation) -> dict[str, Any]:
 
 
 @router.get("/users/{user}/conversations")
-async def list_conversations(user: str, state: State,
+def list_conversations(user: str, state: State,
                              persona: str | None = None) -> dict[str, Any]:
     """The user's conversations (with ``persona``: only those), newest first."""
     found = state.store.list_conversations(user=user, persona=persona)
@@ -43,7 +44,7 @@ async def list_conversations(user: str, state: State,
 
 
 @router.delete("/users/{user}/conversations")
-async def delete_user_conversations(user: str, state: State,
+def delete_user_conversations(user: str, state: State,
                                     persona: str | None = None) -> dict[str, Any]:
     """Forget every conversation of the user (with ``persona``: only those)."""
     deleted = state.store.delete_user_conversations(user, persona)
@@ -51,20 +52,20 @@ async def delete_user_conversations(user: str, state: State,
 
 
 @router.get("/conversations/{conversation}")
-async def export_conversation(conversation: str, state: State) -> dict[str, Any]:
+def export_conversation(conversation: str, state: State) -> dict[str, Any]:
     """The conversation as JSON: messages with roles, times, token counts, completeness."""
     return state.store.export_conversation(conversation)
 
 
 @router.delete("/conversations/{conversation}")
-async def delete_conversation(conversation: str, state: State) -> dict[str, Any]:
+def delete_conversation(conversation: str, state: State) -> dict[str, Any]:
     """Forget the conversation."""
     state.store.delete_conversation(conversation)
     return {"id": conversation, "object": "conversation", "deleted": True}
 
 
 @router.post("/conversations", status_code=201)
-async def import_conversation(state: State,
+def import_conversation(state: State,
                               document: Any = Body(...)) -> JSONResponse:  # noqa: B008
     """Add a conversation exported earlier; answers its entry (with its id)."""
     return JSONResponse(_info(state.store.import_conversation(document)), status_code=201)
@@ -77,14 +78,14 @@ class FactBody(BaseModel):
 
 
 @router.get("/users/{user}/facts/{persona}")
-async def list_facts(user: str, persona: str, state: State) -> dict[str, Any]:
+def list_facts(user: str, persona: str, state: State) -> dict[str, Any]:
     """The user's pinned facts for the persona, oldest first."""
     state.persona(persona)
     return {"object": "list", "data": state.store.facts(persona, user)}
 
 
 @router.post("/users/{user}/facts/{persona}", status_code=201)
-async def add_fact(user: str, persona: str, body: FactBody, state: State) -> dict[str, Any]:
+def add_fact(user: str, persona: str, body: FactBody, state: State) -> dict[str, Any]:
     """Pin a fact: it is sent with every later turn of the user with the persona."""
     state.persona(persona)
     state.store.add_fact(persona, user, body.text.strip())
@@ -92,6 +93,6 @@ async def add_fact(user: str, persona: str, body: FactBody, state: State) -> dic
 
 
 @router.delete("/users/{user}/facts/{persona}")
-async def clear_facts(user: str, persona: str, state: State) -> dict[str, Any]:
+def clear_facts(user: str, persona: str, state: State) -> dict[str, Any]:
     """Unpin all of the user's facts for the persona."""
     return {"object": "list", "deleted": state.store.clear_facts(persona, user)}

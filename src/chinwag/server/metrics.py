@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -68,9 +69,38 @@ class Metrics:
         if usage.completion_tokens > 1 and decode_seconds > 0:
             self.tokens_per_second.observe((usage.completion_tokens - 1) / decode_seconds)
 
+    def timer(self) -> GenerationTimer:
+        """A timer for one generation starting now (see ``GenerationTimer``)."""
+        return GenerationTimer(self)
+
     def render(self) -> bytes:
         """The metrics in Prometheus' text exposition format."""
         return generate_latest(self.registry)
+
+
+class GenerationTimer:
+    """Times one generation as its client sees it and records it in ``Metrics``: the time to
+    the first piece of the reply (TTFT, from the timer's creation, so time in the queue
+    counts), then the decode speed from the first piece to the end.
+
+    Call ``piece()`` as each piece arrives and ``done(usage)`` once at the end.
+    """
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+        self._started = time.perf_counter()
+        self._first: float | None = None
+
+    def piece(self) -> None:
+        """A piece of the reply arrived (only the first one is timed)."""
+        if self._first is None:
+            self._first = time.perf_counter()
+
+    def done(self, usage: Usage) -> None:
+        """The generation ended with ``usage``: record it."""
+        now = time.perf_counter()
+        ttft = None if self._first is None else self._first - self._started
+        self._metrics.generation(usage, ttft, now - (self._first or now))
 
 
 class _CacheCollector(Collector):

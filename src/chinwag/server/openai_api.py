@@ -14,10 +14,11 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
-from chinwag.chat.fitting import ReplyTrimmer, fit_messages
-from chinwag.errors import ChinwagError, ContextOverflow, InvalidParams
-from chinwag.prompting.base import Speakers
+from chinwag.chat.fitting import ReplyTrimmer
+from chinwag.chat.turn import build_turn
+from chinwag.errors import ChinwagError, InvalidParams
 from chinwag.server.auth import require_key
 from chinwag.server.disconnect import unless_disconnected
 from chinwag.server.errors import error_event
@@ -123,27 +124,17 @@ async def chat_completions(body: ChatCompletionRequest, state: State, request: R
     persona = state.persona_or_model(body.model)
     base = persona.sampling_params() if persona else SamplingParams()
     params = body.apply(base).with_(json_schema=_json_schema(body))
-    messages = [m.to_message() for m in body.messages]
-    preamble = persona.preamble(body.user) if persona else []
-    speakers = persona.speakers(body.user) if persona else Speakers()
-    backend = state.model_for(persona)[0]
-    chat_format = backend.format_for(persona.chat_format if persona else None)
     asked = body.max_completion_tokens or body.max_tokens
-    fitted = fit_messages(backend, preamble, messages, speakers=speakers,
-                          chat_format=chat_format, reserve=asked or 0,
-                          drop=body.truncation == "auto")
-    room = backend.context_length - fitted.prompt_tokens
-    if asked is None and params.max_tokens > room:
-        params = params.with_(max_tokens=max(room, 1))
-    if room < 1:
-        raise ContextOverflow(fitted.prompt_tokens, backend.context_length)
-    stop = tuple(dict.fromkeys((*params.stop, *fitted.prompt.stop)))
-    events = _tidy(state.generate(fitted.prompt, params.with_(stop=stop),
-                                  requester(request, body.user), persona))
+    turn = await run_in_threadpool(  # counting tokens may be slow, or a remote call
+        build_turn, state.model_for(persona)[0], persona,
+        [m.to_message() for m in body.messages], params, user=body.user,
+        reserve=asked or 0, drop=body.truncation == "auto")
+    events = _tidy(state.generate(turn.prompt, turn.params, requester(request, body.user),
+                                  persona))
     first, rest = await _first_then_rest(request, events)
     rid, created, model = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), body.model or \
         state.model_id
-    extra = {"dropped_messages": fitted.dropped} if body.truncation == "auto" else {}
+    extra = {"dropped_messages": turn.dropped} if body.truncation == "auto" else {}
     if not body.stream:
         text, done = await unless_disconnected(request, _collect(first, rest))
         return JSONResponse({

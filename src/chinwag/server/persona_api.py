@@ -22,6 +22,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.concurrency import run_in_threadpool
 
 from chinwag.chat.chatbot import Chatbot
 from chinwag.errors import ChinwagError, InvalidParams
@@ -69,8 +70,8 @@ async def gpt(persona: str, request: Request,
     """The persona's answer to ``prompt``, as plain text."""
     found = state.persona(persona)
     prompt = await _prompt_from(request)
-    chatbot = state.chatbot(found, await _param(request, "user") or None,
-                            await _param(request, "conversation") or None)
+    chatbot = await run_in_threadpool(state.chatbot, found, await _param(request, "user") or None,
+                                      await _param(request, "conversation") or None)
     text = await unless_disconnected(request, _joined(state.chat_turn(chatbot, prompt,
                                                                       requester(request))))
     return PlainTextResponse(text, headers=_conversation_header(chatbot))
@@ -86,7 +87,7 @@ async def toil(persona: str, body: ToilRequest, state: State,
         raise InvalidParams("schema must be a JSON Schema object", param="schema")
     hint = ("Answer with a JSON object that follows this JSON Schema: " + json.dumps(schema)
             if body.schema_ is not None else "Answer with a JSON object.")
-    chatbot = state.chatbot(found, body.user, body.conversation)
+    chatbot = await run_in_threadpool(state.chatbot, found, body.user, body.conversation)
     chatbot.set(json_schema=schema, max_tokens=max(chatbot.params.max_tokens, TOIL_MIN_TOKENS))
     text = await unless_disconnected(request, _joined(state.chat_turn(
         chatbot, f"{body.prompt}\n{hint}", requester(request))))
@@ -108,8 +109,9 @@ async def gpt_socket(websocket: WebSocket, persona: str) -> None:
         check_key(state.settings.api_keys(), key_from_headers(websocket.headers)
                   or websocket.query_params.get("api_key"))
         found = state.persona(persona)
-        chatbot = state.chatbot(found, websocket.query_params.get("user") or None,
-                                websocket.query_params.get("conversation") or None)
+        chatbot = await run_in_threadpool(state.chatbot, found,
+                                          websocket.query_params.get("user") or None,
+                                          websocket.query_params.get("conversation") or None)
     except (APIError, ChinwagError) as e:
         mapped = e if isinstance(e, APIError) else from_chinwag(e)
         await websocket.close(code={401: 4401, 404: 4404}.get(mapped.status, 4400),

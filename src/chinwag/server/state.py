@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -57,7 +57,8 @@ class ServerState:
         store: the conversation database (server-side memory of the persona endpoints).
         persona_models: the LLMs personas name other than the server's own, by the name or
             file the personas give (``llm:``).
-        turn_locks: one lock per stored conversation, so that its turns never overlap.
+        turn_locks: the lock of each stored conversation with a turn running or waiting, so
+            that its turns never overlap (weak: a lock goes when no turn needs it).
         background: summaries being written after their replies were sent.
     """
 
@@ -69,7 +70,8 @@ class ServerState:
     metrics: Metrics
     store: Store
     persona_models: dict[str, PersonaModel] = field(default_factory=dict)
-    turn_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    turn_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = field(
+        default_factory=weakref.WeakValueDictionary)
     background: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
@@ -134,8 +136,7 @@ class ServerState:
         """Stream a raw completion of text, or the reply to a rendered chat, through the
         queue (in ``who``'s line, see ``requester``) of the LLM ``persona`` runs on,
         recording metrics when it ends."""
-        started = time.perf_counter()
-        first: float | None = None
+        timer = self.metrics.timer()
         backend, queue = self.model_for(persona)
 
         def start() -> EventStream:
@@ -145,11 +146,9 @@ class ServerState:
 
         async for event in queue.stream(start, who):
             if isinstance(event, Done):
-                now = time.perf_counter()
-                ttft = None if first is None else first - started
-                self.metrics.generation(event.usage, ttft, now - (first or now))
-            elif first is None:
-                first = time.perf_counter()
+                timer.done(event.usage)
+            else:
+                timer.piece()
             yield event
 
     def chatbot(self, persona: Persona, user: str | None,
@@ -186,25 +185,29 @@ class ServerState:
         (queued behind the requests already waiting), never delaying this answer.
         """
         cid = chatbot.conversation_id
-        lock = self.turn_locks.setdefault(cid, asyncio.Lock()) if cid else asyncio.Lock()
+        lock = self._turn_lock(cid) if cid else asyncio.Lock()
         async with lock:
-            started = time.perf_counter()
-            first: float | None = None
+            timer = self.metrics.timer()
             line = f"user:{chatbot.user}" if chatbot.user else who
             queue = self.model_for(chatbot.persona)[1]
             async for piece in queue.stream(lambda: chatbot.send(text), line):
-                if first is None:
-                    first = time.perf_counter()
+                timer.piece()
                 yield piece
             if chatbot.last is not None:
-                now = time.perf_counter()
-                self.metrics.generation(chatbot.last.usage,
-                                        None if first is None else first - started,
-                                        now - (first or now))
+                timer.done(chatbot.last.usage)
         if chatbot.summary_due():
             task = asyncio.get_running_loop().create_task(self._summarize(chatbot))
             self.background.add(task)
             task.add_done_callback(self.background.discard)
+
+    def _turn_lock(self, conversation: str) -> asyncio.Lock:
+        """The lock of a stored conversation's turns. It lives as long as a turn holds it or
+        waits for it (a weak reference here), so ``turn_locks`` does not grow with the
+        number of conversations."""
+        lock = self.turn_locks.get(conversation)
+        if lock is None:
+            lock = self.turn_locks[conversation] = asyncio.Lock()
+        return lock
 
     async def _summarize(self, chatbot: Chatbot) -> None:
         try:
@@ -216,22 +219,19 @@ class ServerState:
             log.warning("summary of conversation %s not updated: %s",
                         chatbot.conversation_id, e)
 
-    async def drain(self) -> None:
-        """Wait for the summaries still being written (at shutdown)."""
+    async def close(self, *, close_backend: bool = True) -> None:
+        """Shut down, once, in order: wait for the summaries still being written, stop the
+        lines, free the LLMs personas name, close the database and, with ``close_backend``,
+        the server's own LLM (a backend passed in by a test may be the caller's to close)."""
         if self.background:
             await asyncio.gather(*self.background, return_exceptions=True)
-
-    def close(self) -> None:
-        self.close_persona_models()
-        self.queue.close()
-        self.backend.close()
-        self.store.close()
-
-    def close_persona_models(self) -> None:
-        """Stop the lines of the LLMs personas name and free them."""
         for model in self.persona_models.values():
             model.queue.close()
             model.backend.close()
+        self.queue.close()
+        self.store.close()
+        if close_backend:
+            self.backend.close()
 
 
 def requester(request: Any, user: str | None = None) -> str:
