@@ -1,6 +1,8 @@
-"""Reading a running server's ``/metrics``."""
+"""Reading a server's answers: a sample of its ``/metrics``, an OpenAI-shaped error."""
 
 from __future__ import annotations
+
+from typing import Any, Protocol
 
 import httpx
 
@@ -13,3 +15,17 @@ def metric(url: str, name: str) -> float:
         if sample == name:
             return float(value)
     raise AssertionError(f"{name} not in {url}/metrics")
+
+
+class Reply(Protocol):
+    """An HTTP response (httpx's, or the ``TestClient``'s)."""
+
+    def json(self) -> Any: ...
+
+
+def error_of(reply: Reply) -> dict[str, Any]:
+    """The error object of ``reply``, checked to have exactly OpenAI's fields
+    (``{"error": {"message", "type", "param", "code"}}``)."""
+    body = reply.json()
+    assert set(body["error"]) == {"message", "type", "param", "code"}, body
+    return dict(body["error"])
