@@ -112,7 +112,7 @@ def test_an_example_without_an_answer_points_at_that_example(tmp_path: Path) -> 
 
 
 def test_sampling_settings_know_every_sampling_param() -> None:
-    assert list(SamplingSettings.__annotations__) == SamplingParams.names()
+    assert list(SamplingSettings.__annotations__) == SamplingParams.names()  # made from them
 
 
 def test_sampling_settings_keep_the_values_given(tmp_path: Path) -> None:

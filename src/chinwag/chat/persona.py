@@ -28,22 +28,19 @@ the same name.
 
 from __future__ import annotations
 
+import dataclasses
 import string
 from collections.abc import Sequence
 from dataclasses import replace
 from importlib.resources import files
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, get_type_hints
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
-    StrictBool,
-    StrictFloat,
-    StrictInt,
-    StrictStr,
     field_validator,
     with_config,
 )
@@ -71,22 +68,23 @@ def _in_range(name: str) -> AfterValidator:
     return AfterValidator(check)
 
 
-@with_config(ConfigDict(extra="forbid"))
-class SamplingSettings(TypedDict, total=False):
-    """A persona's sampling settings: any of ``SamplingParams``' fields, each checked as it
-    checks them (a test keeps the two lists of names equal)."""
+def _sampling_settings() -> Any:
+    """The type of a persona's ``sampling``: a TypedDict of ``SamplingParams``' own fields,
+    made from them (a new field is written once, there), each strictly typed and checked as
+    ``SamplingParams`` checks it, so a bad value is reported at its own key's line. ``stop``
+    also takes a list, as YAML writes one."""
+    hints: dict[str, Any] = get_type_hints(SamplingParams)
+    hints["stop"] = str | list[str]
+    fields = {f.name: Annotated[hints[f.name], _in_range(f.name)]
+              for f in dataclasses.fields(SamplingParams)}
+    settings = TypedDict("SamplingSettings", fields, total=False)  # type: ignore[misc]
+    return with_config(ConfigDict(extra="forbid", strict=True))(settings)
 
-    max_tokens: Annotated[StrictInt, _in_range("max_tokens")]
-    temperature: Annotated[StrictFloat, _in_range("temperature")]
-    top_k: Annotated[StrictInt, _in_range("top_k")]
-    top_p: Annotated[StrictFloat, _in_range("top_p")]
-    min_p: Annotated[StrictFloat, _in_range("min_p")]
-    repeat_penalty: Annotated[StrictFloat, _in_range("repeat_penalty")]
-    repeat_last_n: Annotated[StrictInt, _in_range("repeat_last_n")]
-    stop: Annotated[StrictStr | list[StrictStr], _in_range("stop")]
-    seed: Annotated[StrictInt | None, _in_range("seed")]
-    json_schema: dict[str, Any] | None
-    cache_prompt: StrictBool
+
+if TYPE_CHECKING:
+    SamplingSettings = dict[str, Any]
+else:
+    SamplingSettings = _sampling_settings()
 
 
 class Example(BaseModel):
