@@ -130,3 +130,28 @@ def test_env_names_come_from_the_schema() -> None:
     assert Settings.env_names("n_ctx") == ("CHINWAG_N_CTX", "LLM_CONTEXT_WINDOW")
     assert Settings.env_names("personas_dir") == ("CHINWAG_PERSONAS_DIR", "CHINWAG_PERSONAS")
     assert Settings.env_names("port") == ("CHINWAG_PORT",)
+
+
+def test_fetch_allow_private_reads_comma_separated_cidrs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHINWAG_FETCH_ALLOW_PRIVATE", "127.0.0.1/32, 10.1.2.3/16,,::1")
+    monkeypatch.setenv("CHINWAG_FETCH_MAX_BYTES", "4MiB")
+    s = Settings()
+    assert s.fetch_allow_private == ["127.0.0.1/32", "10.1.0.0/16", "::1/128"]
+    assert s.fetch_max_bytes == 4 << 20
+
+
+def test_fetch_settings_default_to_no_private_ranges_and_2_mib() -> None:
+    s = Settings()
+    assert (s.fetch_allow_private, s.fetch_max_bytes) == ([], 2 << 20)
+
+
+def test_fetch_allow_private_list_in_a_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("fetch_allow_private: [10.0.0.0/8, 192.168.1.0/24]\n")
+    assert load_settings(config_file=config).fetch_allow_private == ["10.0.0.0/8",
+                                                                     "192.168.1.0/24"]
+
+
+def test_a_bad_fetch_range_names_the_setting() -> None:
+    with pytest.raises(ConfigError, match=r"fetch_allow_private.*not an address range"):
+        load_settings({"fetch_allow_private": "10.0.0.0/8,intranet"})

@@ -22,6 +22,7 @@ server) translate these classes, and only these, into messages and status codes:
     │           └── BackendAuthError  401 or 403: a missing or wrong API key
     ├── SchemaError                 a JSON Schema that cannot be turned into a grammar
     ├── Overloaded                  the request queue is full (retry later)
+    ├── FetchError                  a page or feed that could not be fetched safely (its code)
     ├── StoreError                  the conversation database cannot be used
     │   ├── StoreVersionError       a database written by a newer chinwag (its schema version)
     │   ├── StoreCorrupt            a file that is not a SQLite database, or a damaged one
@@ -181,6 +182,30 @@ class Overloaded(ChinwagError):
     def __init__(self, message: str, *, retry_after: int = 1) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class FetchError(ChinwagError):
+    """A page or feed that ``chinwag.knowledge.fetch`` refused or could not get.
+
+    Attributes:
+        code: why, one of ``bad_url`` (not http(s), userinfo, a backslash or control
+            character, no host, a bad port), ``blocked_address`` (the name resolves to an
+            address that is not global and not allowed by ``fetch_allow_private``),
+            ``network_error`` (no such name, connection refused or reset), ``timeout``,
+            ``too_large`` (over ``fetch_max_bytes`` after decompression),
+            ``too_many_redirects``, ``http_status`` (a final status other than 2xx, or 304
+            to a conditional request), ``unsupported_content_type`` (a media type or
+            content encoding chinwag does not read, or none), ``parse_error`` (a body that
+            cannot be decoded).
+        url: the URL that failed (the redirect hop at fault, when there were redirects).
+        status: the HTTP status, when one came (``http_status``), else None.
+    """
+
+    def __init__(self, message: str, *, code: str, url: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.url = url
+        self.status = status
 
 
 class StoreError(ChinwagError):

@@ -14,15 +14,25 @@ value in it names its file and line; ``Settings()`` reads it too when ``CHINWAG_
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, BaseModel, ByteSize, ConfigDict, Field, ValidationError
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ByteSize,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
@@ -125,6 +135,37 @@ class SettingsFields(BaseModel):
     db: Path | None = Field(
         None, description="The conversation database (SQLite). Default: "
         "~/.local/share/chinwag/chinwag.db.")
+    fetch_allow_private: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Address ranges (CIDRs, comma-separated) that fetching pages and feeds may "
+        "reach although they are not global, e.g. an intranet '10.1.0.0/16'. Default: none "
+        "(loopback, private, link-local and shared addresses are refused).")
+    fetch_max_bytes: ByteSize = Field(
+        ByteSize(2 << 20), ge=1,
+        description="Largest page or feed fetched, bytes after decompression ('2MiB').")
+
+    @field_validator("fetch_allow_private", mode="before")
+    @classmethod
+    def _split_cidrs(cls, value: Any) -> Any:
+        """Accept ``"10.0.0.0/8, 127.0.0.1/32"`` (a flag, an environment variable) as well as
+        a list (a config file)."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("fetch_allow_private")
+    @classmethod
+    def _check_cidrs(cls, value: list[str]) -> list[str]:
+        """Each range a CIDR (a bare address is one host), written back in its normal form
+        (host bits cleared: ``10.1.2.3/8`` is ``10.0.0.0/8``).
+
+        Raises:
+            ValueError: a range that is not an IPv4 or IPv6 network.
+        """
+        try:
+            return [str(ipaddress.ip_network(cidr, strict=False)) for cidr in value]
+        except ValueError as e:
+            raise ValueError(f"not an address range (CIDR): {e}") from None
 
 
 class Settings(SettingsFields, BaseSettings):

@@ -115,3 +115,15 @@ def test_a_bad_new_flag_value_is_one_clear_error(tmp_path: Path) -> None:
                                       "--kv-cache-disk", "lots"])
     assert result.exit_code == 1
     assert "kv_cache_disk" in result.output
+
+
+def test_fetch_allow_private_flag_has_schema_help_and_reaches_the_settings(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    text = help_text("serve")
+    assert "--fetch-allow-private" in text
+    assert str(Settings.model_fields["fetch_allow_private"].description) in text
+    assert "CHINWAG_FETCH_ALLOW_PRIVATE" in text
+    settings = capture_settings(monkeypatch, serve, [
+        "serve", "--db", str(tmp_path / "c.db"),
+        "--fetch-allow-private", "127.0.0.1/32,10.1.0.0/16"])
+    assert settings.fetch_allow_private == ["127.0.0.1/32", "10.1.0.0/16"]

@@ -191,3 +191,27 @@ def test_queue_over_its_bound_is_a_503_with_retry_after(
     after = client.post("/v1/completions", json={"model": MODEL, "prompt": "Hi",
                                                  "max_tokens": 2})
     assert after.status_code == 200
+
+
+# -- a source that cannot be fetched ------------------------------------------------------------
+
+@pytest.mark.parametrize("code", ["blocked_address", "too_large", "timeout", "http_status",
+                                  "unsupported_content_type", "parse_error", "bad_url"])
+def test_fetch_error_is_a_422_carrying_its_code(code: str) -> None:
+    from fastapi import FastAPI
+
+    from chinwag.errors import FetchError
+    from chinwag.server.errors import install_error_handlers
+
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/source")
+    def source() -> None:
+        raise FetchError("refused http://pages.test/", code=code, url="http://pages.test/")
+
+    reply = TestClient(app).get("/source")
+    assert reply.status_code == 422
+    assert error_of(reply)["code"] == code
+    assert error_of(reply)["param"] == "url"
+    assert "pages.test" in error_of(reply)["message"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from rich.console import Console
 
@@ -25,6 +25,10 @@ from chinwag.cli.common import (
     settings_from,
 )
 from chinwag.store import Store
+
+if TYPE_CHECKING:
+    from chinwag.backends.base import LanguageBackend
+    from chinwag.settings import Settings
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -49,6 +53,8 @@ def serve(
     kv_cache_dir: Annotated[Path | None, setting_option("kv_cache_dir", "--kv-cache-dir")] = None,
     kv_cache_disk: Annotated[str | None, setting_option(
         "kv_cache_disk", "--kv-cache-disk")] = None,
+    fetch_allow_private: Annotated[str | None, setting_option(
+        "fetch_allow_private", "--fetch-allow-private")] = None,
 ) -> None:
     """Serve personas over HTTP: OpenAI-compatible API, persona endpoints, websocket, web page."""
     import uvicorn
@@ -61,32 +67,49 @@ def serve(
                              max_queue=max_queue, max_body_bytes=max_body_bytes, db=db,
                              parallel=parallel, prefill_chunk=prefill_chunk,
                              kv_cache_ram=kv_cache_ram, kv_cache_dir=kv_cache_dir,
-                             kv_cache_disk=kv_cache_disk)
-    loaded = load_personas(settings.user_personas_dir())  # fail early on a bad file
-    personas = sorted(loaded)
-    for name in personas:
-        ref = loaded[name].llm
-        if ref and ref != settings.llm:
-            load_llm_config(find_llm_config(ref, settings))  # fail early on a bad one
-            console.print(f"persona {name} runs on LLM {ref!r} (its llm:)")
-    Store(settings.db_path()).close()  # and on a database that cannot be used
+                             kv_cache_disk=kv_cache_disk,
+                             fetch_allow_private=fetch_allow_private)
+    personas = _check_files(settings)
     backend = open_backend(settings)
     try:
-        info = backend.info()
-        console.print(f"[bold]chinwag[/] serving on [cyan]http://{settings.host}:{settings.port}"
-                      f"[/]  (OpenAI API at /v1, web page at /)")
-        console.print(f"model: {info.name} ({info.path or 'remote'}), n_ctx {info.n_ctx}, "
-                      f"chat format {info.chat_format}, {backend.max_parallel} at once")
-        console.print(f"personas: {', '.join(personas)}")
-        console.print(f"conversations: {settings.db_path()}")
-        if backend.cache_stats():
-            console.print(f"KV cache: {settings.kv_cache_ram.human_readable()} RAM"
-                          + (f", files in {settings.kv_cache_dir}" if settings.kv_cache_dir
-                             else ""))
-        if settings.api_keys():
-            console.print("API key required (Authorization: Bearer KEY or X-Api-Key)")
+        _announce(settings, backend, personas)
         app = create_app(settings, backend, close_backend=True)
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="info",
                     ws="websockets-sansio")
     finally:
         backend.close()
+
+
+def _check_files(settings: Settings) -> list[str]:
+    """Fail early, before the model loads, on a bad persona file, a bad LLM config a persona
+    names, or a database that cannot be used; returns the personas' names, sorted.
+
+    Raises:
+        PersonaError, ConfigError, StoreError: as their loaders.
+    """
+    loaded = load_personas(settings.user_personas_dir())
+    personas = sorted(loaded)
+    for name in personas:
+        ref = loaded[name].llm
+        if ref and ref != settings.llm:
+            load_llm_config(find_llm_config(ref, settings))
+            console.print(f"persona {name} runs on LLM {ref!r} (its llm:)")
+    Store(settings.db_path()).close()
+    return personas
+
+
+def _announce(settings: Settings, backend: LanguageBackend, personas: list[str]) -> None:
+    """Say where the server listens and what it serves."""
+    info = backend.info()
+    console.print(f"[bold]chinwag[/] serving on [cyan]http://{settings.host}:{settings.port}"
+                  f"[/]  (OpenAI API at /v1, web page at /)")
+    console.print(f"model: {info.name} ({info.path or 'remote'}), n_ctx {info.n_ctx}, "
+                  f"chat format {info.chat_format}, {backend.max_parallel} at once")
+    console.print(f"personas: {', '.join(personas)}")
+    console.print(f"conversations: {settings.db_path()}")
+    if backend.cache_stats():
+        console.print(f"KV cache: {settings.kv_cache_ram.human_readable()} RAM"
+                      + (f", files in {settings.kv_cache_dir}" if settings.kv_cache_dir
+                         else ""))
+    if settings.api_keys():
+        console.print("API key required (Authorization: Bearer KEY or X-Api-Key)")

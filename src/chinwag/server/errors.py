@@ -18,6 +18,7 @@ from chinwag.errors import (
     ConfigError,
     ContextOverflow,
     ConversationNotFound,
+    FetchError,
     FormatError,
     InvalidParams,
     ModelError,
@@ -66,6 +67,8 @@ def from_chinwag(e: ChinwagError) -> APIError:
         return APIError(404, str(e), param="conversation", code="conversation_not_found")
     if isinstance(e, BadExport):
         return APIError(400, str(e), param="document", code="invalid_export")
+    if isinstance(e, FetchError):  # a source the caller named could not be used: its code says why
+        return APIError(422, str(e), param="url", code=e.code)
     if isinstance(e, StoreError):
         return APIError(500, str(e), type="server_error", code="store_error")
     if isinstance(e, Overloaded):
