@@ -6,7 +6,9 @@ server) translate these classes, and only these, into messages and status codes:
     ChinwagError
     ├── ConfigError                 bad settings, flags or environment variables
     │   ├── PersonaError            a persona file that cannot be read (names file and line)
-    │   └── UnknownPersona          a persona name nobody defined (lists the known ones)
+    │   ├── UnknownPersona          a persona name nobody defined (lists the known ones)
+    │   ├── SourceError             a knowledge source file or definition that is not valid
+    │   └── UnknownSource           a source name nobody defined (lists the known ones)
     ├── InvalidParams               a sampling value out of range, an unknown parameter
     ├── ModelError                  anything about the weights
     │   ├── ModelNotFound           no file at the path, not in the Hugging Face cache
@@ -27,6 +29,7 @@ server) translate these classes, and only these, into messages and status codes:
     │   ├── StoreVersionError       a database written by a newer chinwag (its schema version)
     │   ├── StoreCorrupt            a file that is not a SQLite database, or a damaged one
     │   ├── ConversationNotFound    no conversation with that id
+    │   ├── DocumentNotFound        no document with that id in a fact collection
     │   └── BadExport               a conversation export that cannot be imported (names fields)
     └── Cancelled                   generation stopped by the caller (Ctrl-C, a closed stream)
 """
@@ -67,6 +70,38 @@ class UnknownPersona(ConfigError):
 
     def __init__(self, name: str, known: list[str]) -> None:
         super().__init__(f"unknown persona {name!r}; known personas: {', '.join(known)}")
+        self.name = name
+        self.known = known
+
+
+class SourceError(ConfigError):
+    """A knowledge source (a YAML file in the sources folder, one inline in a persona, or
+    one sent to ``PUT /sources/{name}``) that cannot be parsed or validated.
+
+    Attributes:
+        path: the file, or where the definition came from (``PUT /sources/news``).
+        line: 1-based line of the problem when known, else None.
+    """
+
+    def __init__(self, message: str, *, path: str, line: int | None = None) -> None:
+        where = f"{path}:{line}" if line is not None else path
+        super().__init__(f"{where}: {message}")
+        self.path = path
+        self.line = line
+
+
+class UnknownSource(ConfigError):
+    """A knowledge source name (``|RAG|name|/RAG|``, a persona's ``sources``) that no
+    source defines.
+
+    Attributes:
+        name: the name asked for.
+        known: every source name that exists, sorted.
+    """
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        names = ", ".join(known) if known else "none"
+        super().__init__(f"unknown source {name!r}; known sources: {names}")
         self.name = name
         self.known = known
 
@@ -240,6 +275,20 @@ class ConversationNotFound(StoreError):
     def __init__(self, conversation_id: str) -> None:
         super().__init__(f"no conversation with id {conversation_id!r}")
         self.conversation_id = conversation_id
+
+
+class DocumentNotFound(StoreError):
+    """No document with that id in a fact collection.
+
+    Attributes:
+        collection: the collection.
+        document_id: the id asked for.
+    """
+
+    def __init__(self, collection: str, document_id: int) -> None:
+        super().__init__(f"no document {document_id} in collection {collection!r}")
+        self.collection = collection
+        self.document_id = document_id
 
 
 class BadExport(StoreError):

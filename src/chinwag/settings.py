@@ -102,6 +102,9 @@ class SettingsFields(BaseModel):
     personas_dir: Path | None = Field(
         None, validation_alias=_env("personas_dir", "CHINWAG_PERSONAS"),
         description="Folder of persona YAML files. Default: ~/.config/chinwag/personas.")
+    sources_dir: Path | None = Field(
+        None, validation_alias=_env("sources_dir", "CHINWAG_SOURCES"),
+        description="Folder of knowledge source YAML files. Default: ~/.config/chinwag/sources.")
     host: str = Field("127.0.0.1", description="Address chinwag serve listens on.")
     port: int = Field(8000, ge=0, le=65535, description="Port chinwag serve listens on.")
     api_key: str | None = Field(
@@ -208,6 +211,10 @@ class Settings(SettingsFields, BaseSettings):
     def user_personas_dir(self) -> Path:
         """The folder user persona files are read from."""
         return self.personas_dir or default_config_dir() / "personas"
+
+    def user_sources_dir(self) -> Path:
+        """The folder knowledge source files are read from (and ``PUT /sources`` writes to)."""
+        return self.sources_dir or default_config_dir() / "sources"
 
     def db_path(self) -> Path:
         """The conversation database file: ``db``, else ``$XDG_DATA_HOME/chinwag/chinwag.db``

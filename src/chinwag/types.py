@@ -127,6 +127,37 @@ class SamplingParams:
 
 
 @dataclass(frozen=True)
+class ContextPiece:
+    """Knowledge put before a question: a page, a feed, a collection's best chunks, or text
+    the user gave with ``|CONTEXT|``. It goes in the system prompt (``chat.memory``), and in a
+    stored conversation it is kept with the conversation, pinned like facts.
+
+    Attributes:
+        key: what identifies it within a conversation (a source's name, a URL, or
+            ``context:`` and a hash of the text); a newer piece with the same key replaces it.
+        name: the source's name as shown to people (the URL for an ad-hoc page,
+            ``context`` for literal text).
+        kind: ``page``, ``feed``, ``collection`` or ``text``.
+        url: where it came from (the final URL after redirects), or None.
+        title: the page's or feed's title, or None.
+        describe: the sentence put before the text ("Today's weather in Limbo:").
+        text: the content as it goes in the prompt (within its budget).
+        tokens: ``text``'s length, tokens of the model it was measured for.
+        fetched_at: when it was fetched, unix seconds, or None (literal text).
+    """
+
+    key: str
+    name: str
+    kind: str
+    text: str
+    tokens: int
+    url: str | None = None
+    title: str | None = None
+    describe: str = ""
+    fetched_at: float | None = None
+
+
+@dataclass(frozen=True)
 class Usage:
     """Token counts of one generation, as OpenAI reports them.
 

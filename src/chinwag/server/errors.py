@@ -18,6 +18,7 @@ from chinwag.errors import (
     ConfigError,
     ContextOverflow,
     ConversationNotFound,
+    DocumentNotFound,
     FetchError,
     FormatError,
     InvalidParams,
@@ -25,8 +26,10 @@ from chinwag.errors import (
     Overloaded,
     RemoteError,
     SchemaError,
+    SourceError,
     StoreError,
     UnknownPersona,
+    UnknownSource,
 )
 
 log = logging.getLogger("chinwag.server")
@@ -65,6 +68,12 @@ def from_chinwag(e: ChinwagError) -> APIError:
         return APIError(400, str(e), param="messages", code="invalid_messages")
     if isinstance(e, ConversationNotFound):
         return APIError(404, str(e), param="conversation", code="conversation_not_found")
+    if isinstance(e, UnknownSource):
+        return APIError(404, str(e), param="source", code="source_not_found")
+    if isinstance(e, DocumentNotFound):
+        return APIError(404, str(e), param="document", code="document_not_found")
+    if isinstance(e, SourceError):
+        return APIError(400, str(e), param="source", code="invalid_source")
     if isinstance(e, BadExport):
         return APIError(400, str(e), param="document", code="invalid_export")
     if isinstance(e, FetchError):  # a source the caller named could not be used: its code says why

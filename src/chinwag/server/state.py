@@ -19,6 +19,7 @@ from chinwag.backends.base import LanguageBackend
 from chinwag.chat.chatbot import Chatbot
 from chinwag.chat.persona import Persona, load_personas
 from chinwag.errors import ChinwagError, InvalidParams, UnknownPersona
+from chinwag.knowledge.service import Knowledge
 from chinwag.prompting import Prompt
 from chinwag.server.metrics import Metrics
 from chinwag.server.queue import GenerationQueue
@@ -55,6 +56,7 @@ class ServerState:
         queue: the line for the model.
         metrics: Prometheus metrics.
         store: the conversation database (server-side memory of the persona endpoints).
+        knowledge: sources, fetched pages, fact collections, the embedding model.
         persona_models: the LLMs personas name other than the server's own, by the name or
             file the personas give (``llm:``).
         turn_locks: the lock of each stored conversation with a turn running or waiting, so
@@ -69,6 +71,7 @@ class ServerState:
     queue: GenerationQueue
     metrics: Metrics
     store: Store
+    knowledge: Knowledge
     persona_models: dict[str, PersonaModel] = field(default_factory=dict)
     turn_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = field(
         default_factory=weakref.WeakValueDictionary)
@@ -89,6 +92,7 @@ class ServerState:
         metrics = Metrics(backend.cache_stats, backend.engine_stats)
         personas = load_personas(settings.user_personas_dir())
         models: dict[str, PersonaModel] = {}
+        store = Store(settings.db_path())
         try:
             for ref in sorted({p.llm for p in personas.values() if p.llm} - {settings.llm}):
                 extra = open_llm(ref, settings)
@@ -99,10 +103,12 @@ class ServerState:
                        personas=personas,
                        queue=GenerationQueue(settings.max_queue, metrics.queue_depth.set,
                                              parallel=backend.max_parallel),
-                       metrics=metrics, store=Store(settings.db_path()), persona_models=models)
+                       metrics=metrics, store=store, knowledge=Knowledge(settings, store),
+                       persona_models=models)
         except BaseException:
             for model in models.values():
                 model.backend.close()
+            store.close()
             raise
 
     def model_for(self, persona: Persona | None) -> tuple[LanguageBackend, GenerationQueue]:

@@ -1,6 +1,6 @@
 """The conversation database: conversations, their messages and pinned facts in one SQLite file.
 
-Schema (version 1; times are unix seconds)::
+Schema (version 2; times are unix seconds)::
 
     conversations  id TEXT PRIMARY KEY (uuid4 hex), persona, user (NULL: nobody in particular),
                    created_at, updated_at (the last message added),
@@ -12,6 +12,13 @@ Schema (version 1; times are unix seconds)::
                    complete (0 while a turn is under way or after it failed), UNIQUE(conv, seq)
     facts          id (autoincrement), persona, user, text, created_at: what a user asked
                    the persona to remember (persona-wide facts live in persona files)
+    conversation_context  (conversation_id, key) -> name, kind, url, title, describe, text,
+                   tokens, fetched_at, added_at: knowledge kept with a conversation
+                   (``types.ContextPiece``; version 2)
+    knowledge_documents, knowledge_chunks, knowledge_fts: fact collections, their documents
+                   cut into chunks (with an optional float32 embedding), and the FTS5 index
+                   over the chunks' text kept in step by triggers (``knowledge.collections``;
+                   version 2)
 
 Versioning: ``MIGRATIONS`` is append-only. Migration ``i`` takes a file from
 ``PRAGMA user_version`` ``i`` to ``i + 1``, each in its own ``BEGIN IMMEDIATE`` transaction that
@@ -53,7 +60,7 @@ from chinwag.errors import (
     StoreError,
     StoreVersionError,
 )
-from chinwag.types import ROLES, Message, Role
+from chinwag.types import ROLES, ContextPiece, Message, Role
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: conversations, messages, facts
@@ -87,6 +94,50 @@ MIGRATIONS: tuple[str, ...] = (
         created_at REAL NOT NULL
     );
     CREATE INDEX facts_by_owner ON facts (persona, user);
+    """,
+    # 2: knowledge kept with a conversation; fact collections searched with FTS5
+    """
+    CREATE TABLE conversation_context (
+        conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        url TEXT,
+        title TEXT,
+        describe TEXT NOT NULL DEFAULT '',
+        text TEXT NOT NULL,
+        tokens INTEGER NOT NULL,
+        fetched_at REAL,
+        added_at REAL NOT NULL,
+        PRIMARY KEY (conversation_id, key)
+    );
+    CREATE TABLE knowledge_documents (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        collection TEXT NOT NULL,
+        title TEXT NOT NULL,
+        url TEXT,
+        text TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX knowledge_documents_by_collection ON knowledge_documents (collection, id);
+    CREATE TABLE knowledge_chunks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        document_id INTEGER NOT NULL REFERENCES knowledge_documents (id) ON DELETE CASCADE,
+        collection TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        tokens INTEGER,
+        vector BLOB
+    );
+    CREATE INDEX knowledge_chunks_by_collection ON knowledge_chunks (collection, document_id, seq);
+    CREATE VIRTUAL TABLE knowledge_fts USING fts5(
+        text, content = 'knowledge_chunks', content_rowid = 'id', tokenize = 'porter unicode61');
+    CREATE TRIGGER knowledge_chunks_added AFTER INSERT ON knowledge_chunks BEGIN
+        INSERT INTO knowledge_fts (rowid, text) VALUES (new.id, new.text);
+    END;
+    CREATE TRIGGER knowledge_chunks_removed AFTER DELETE ON knowledge_chunks BEGIN
+        INSERT INTO knowledge_fts (knowledge_fts, rowid, text) VALUES ('delete', old.id, old.text);
+    END;
     """,
 )
 SCHEMA_VERSION: int = len(MIGRATIONS)
@@ -405,6 +456,49 @@ class Store:
         with self._transaction("clear facts") as db:
             return db.execute("DELETE FROM facts WHERE persona = ? AND user = ?",
                               (persona, user)).rowcount
+
+    # -- knowledge kept with a conversation -------------------------------------------------
+
+    def put_context(self, conversation_id: str, piece: ContextPiece) -> None:
+        """Keep ``piece`` with the conversation, replacing the one with the same key.
+
+        Raises:
+            ConversationNotFound: no conversation has that id.
+        """
+        with self._transaction("keep context with a conversation") as db:
+            if not _exists(db, conversation_id):
+                raise ConversationNotFound(conversation_id)
+            db.execute(
+                "INSERT OR REPLACE INTO conversation_context (conversation_id, key, name, kind,"
+                " url, title, describe, text, tokens, fetched_at, added_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (conversation_id, piece.key, piece.name, piece.kind, piece.url, piece.title,
+                 piece.describe, piece.text, piece.tokens, piece.fetched_at, _now()))
+
+    def context(self, conversation_id: str) -> list[ContextPiece]:
+        """The knowledge kept with a conversation, the oldest added first."""
+        with self._transaction("read a conversation's context", write=False) as db:
+            rows = db.execute(
+                "SELECT key, name, kind, text, tokens, url, title, describe, fetched_at"
+                " FROM conversation_context WHERE conversation_id = ? ORDER BY added_at, rowid",
+                (conversation_id,)).fetchall()
+        return [ContextPiece(*row) for row in rows]
+
+    def drop_context(self, conversation_id: str, key: str) -> bool:
+        """Forget one piece kept with a conversation. Returns whether there was one."""
+        with self._transaction("drop context from a conversation") as db:
+            return db.execute(
+                "DELETE FROM conversation_context WHERE conversation_id = ? AND key = ?",
+                (conversation_id, key)).rowcount > 0
+
+    @contextmanager
+    def transaction(self, action: str, *, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """The database connection inside one transaction, for modules that keep their own
+        tables in this file (``knowledge.collections``): the lock held, ``BEGIN IMMEDIATE``
+        to write, commit at the end, rollback on an error, and sqlite3 errors raised as
+        ``StoreError`` naming the file and ``action`` ("add a document")."""
+        with self._transaction(action, write=write) as db:
+            yield db
 
     # -- export / import -----------------------------------------------------------------
 
