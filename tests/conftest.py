@@ -21,6 +21,7 @@ import pytest
 
 from chinwag.backends.scripted import ScriptedBackend
 from chinwag.settings import Settings
+from support.pages import PageServer, serve, stop
 
 ENV_PREFIXES = ("CHINWAG_", "LLM_")
 
@@ -178,3 +179,24 @@ def llama_server(model_path: Path, tmp_path_factory: pytest.TempPathFactory
     server = wait_until_healthy(Server(f"http://127.0.0.1:{port}", process, log), "llama-server")
     yield server
     stop_server(server)
+
+
+@pytest.fixture
+def servers() -> Iterator[tuple[PageServer, PageServer]]:
+    """Page servers (``support.pages``) on 127.0.0.1 and 127.0.0.2: ``(main, other)``; the
+    first redirects to the second on ``/redirect-other-host``. Stopped with their threads
+    when the test ends."""
+    started = [serve("127.0.0.1"), serve("127.0.0.2")]
+    main, other = started[0][1], started[1][1]
+    main.other = other.url("")
+    try:
+        yield main, other
+    finally:
+        for running in started:
+            stop(*running)
+
+
+@pytest.fixture
+def pages(servers: tuple[PageServer, PageServer]) -> PageServer:
+    """The page server on 127.0.0.1."""
+    return servers[0]

@@ -167,3 +167,17 @@ def test_page_makes_no_request_off_this_machine(server_url: str, page: Page) -> 
     assert remote == []
     assert f"{server_url}/static/vendor/purify.min.js" in requests
     assert failed == []
+
+
+def test_the_sources_an_answer_used_are_listed_under_it(server_url: str, page: Page) -> None:
+    expect = sync_api.expect
+    page.goto(f"{server_url}/")
+    expect(page.locator('#persona option[value="villager"]')).to_have_count(1)
+    page.select_option("#persona", "villager")
+    page.fill("#max_tokens", "8")
+    send(page, "|CONTEXT|The goat of the village is called Moss.|/CONTEXT| Who is Moss?")
+    sources = page.locator(".message.assistant .sources")
+    expect(sources.locator("summary")).to_have_text("Sources (1)", timeout=ANSWER_TIMEOUT_MS)
+    expect(sources.locator("li")).to_have_text(re.compile(r"^context \(\d+ tokens\)$"))
+    wait_until_idle(page)
+    expect(page.locator("#error")).to_be_hidden()

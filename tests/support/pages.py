@@ -1,7 +1,8 @@
 """A page server for the fetcher's tests (``tests/knowledge/conftest.py`` starts it on
 127.0.0.1, and a second one on 127.0.0.2 as "another host"): HTML, a 3 MiB body, a gzip bomb,
-no content type, an image, a slow route, redirects, a 404, an ETag route. It records every
-request it gets."""
+no content type, an image, a slow route, redirects, a 404, an ETag route, an RSS feed
+(``/feed``), a page whose content the test changes (``/changing``). It records every request
+it gets."""
 
 from __future__ import annotations
 
@@ -10,8 +11,18 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from support.documents import DOCUMENTS
+
 BIG = 3 << 20  # a 3 MiB body: over the 2 MiB default
 BOMB = gzip.compress(bytes(8 << 20), compresslevel=9)  # ~8 KiB that inflates to 8 MiB
+FEED = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>Limbo news</title>
+<item><title>The goat escaped</title><link>http://limbo.test/goat</link>
+<description>Moss the goat left the village at dawn.</description></item>
+<item><title>Market day</title><link>http://limbo.test/market</link>
+<description>Cheese and turnips.</description></item>
+<item><title>Rain expected</title><link>http://limbo.test/rain</link>
+<description>Bring a cloak.</description></item>
+</channel></rss>"""  # three items, newest first
 SLOW_BYTES, SLOW_GAP = 10, 0.1  # the slow route: 10 bytes, one each 0.1 s (~1 s in all)
 
 
@@ -24,6 +35,8 @@ class PageServer:
         port: its port.
         seen: ``(path, headers)`` of every request it received, in order.
         other: the base URL of the 127.0.0.2 server (redirects point there), or "".
+        changing: ``(etag, text)`` that ``/changing`` serves (as text/plain, answering 304
+            to an ``If-None-Match`` of that ETag); a test changes it to change the page.
     """
 
     host: str
@@ -31,9 +44,14 @@ class PageServer:
     seen: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     other: str = ""
     stop: threading.Event = field(default_factory=threading.Event)
+    changing: tuple[str, str] = ('"v1"', "Version one of the page.")
 
     def url(self, path: str) -> str:
         return f"http://{self.host}:{self.port}{path}"
+
+    def requests_to(self, path: str) -> list[dict[str, str]]:
+        """The headers (lowercased names) of each request for ``path``, in order."""
+        return [headers for seen, headers in list(self.seen) if seen == path]
 
 
 class Pages(BaseHTTPRequestHandler):
@@ -90,6 +108,16 @@ class Pages(BaseHTTPRequestHandler):
             else:
                 self.reply(200, b"<p>v1</p>", ETag='"v1"',
                            Last_Modified="Wed, 01 Jan 2025 00:00:00 GMT")
+        elif path == "/feed":
+            self.reply(200, FEED, "application/rss+xml")
+        elif path in DOCUMENTS:
+            self.reply(200, *DOCUMENTS[path])
+        elif path == "/changing":
+            etag, text = pages.changing
+            if self.headers.get("If-None-Match") == etag:
+                self.reply(304, content_type=None, ETag=etag)
+            else:
+                self.reply(200, text.encode(), "text/plain; charset=utf-8", ETag=etag)
         else:
             self.reply(404, b"not here")
 

@@ -10,7 +10,7 @@ ends) and resumed by id; without one it lives in memory.
 from __future__ import annotations
 
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from typing import Any
 
 from chinwag.backends.base import LanguageBackend
@@ -18,9 +18,11 @@ from chinwag.chat.fitting import tidy_reply
 from chinwag.chat.memory import in_window, replayable, summarize
 from chinwag.chat.persona import Persona
 from chinwag.chat.turn import Turn, build_turn
+from chinwag.knowledge.policy import OnSourceError
+from chinwag.knowledge.service import Gathered, Knowledge, Plan, SourceReport, merge_context
 from chinwag.prompting.base import ChatFormat, Prompt
 from chinwag.store import Conversation, Store, StoredMessage
-from chinwag.types import Done, Event, Message, SamplingParams
+from chinwag.types import ContextPiece, Done, Event, Message, SamplingParams
 
 
 class Chatbot:
@@ -36,6 +38,8 @@ class Chatbot:
             (persona, ``user``).
         params: sampling settings to start from (default: chinwag's defaults), under the
             persona's own settings.
+        knowledge: where the persona's knowledge comes from (sources, pages, collections);
+            without it the prefixes of messages (``|CONTEXT|``, a URL, ``|RAG|``) are text.
         **overrides: sampling settings that win over the persona's (``temperature=0``...).
 
     Raises:
@@ -46,8 +50,12 @@ class Chatbot:
 
     def __init__(self, backend: LanguageBackend, persona: Persona, *, user: str | None = None,
                  store: Store | None = None, conversation: str | Conversation | None = None,
-                 params: SamplingParams | None = None, **overrides: Any) -> None:
+                 params: SamplingParams | None = None, knowledge: Knowledge | None = None,
+                 **overrides: Any) -> None:
         self.backend = backend
+        self.knowledge = knowledge
+        self.context: list[ContextPiece] = []
+        self.last_sources: list[SourceReport] = []
         self.user = user
         self.store = store
         self.last: Done | None = None
@@ -75,6 +83,7 @@ class Chatbot:
         self.log = store.messages(found.id)
         self.summary, self.summarized_through = found.summary, found.summarized_through
         self.user_facts = store.facts(found.persona, found.user) if found.user else []
+        self.context = store.context(found.id)
 
     @property
     def conversation_id(self) -> str | None:
@@ -117,6 +126,7 @@ class Chatbot:
         conversation stays stored and a new one is created)."""
         self.log, self.summary, self.summarized_through = [], "", -1
         self._left_out = []
+        self.context, self.last_sources = [], []
         self.last = None
         if self.store is not None:
             owner = self.conversation.user if self.conversation else self.user
@@ -143,24 +153,61 @@ class Chatbot:
         Raises:
             ContextOverflow: the preamble and ``text`` alone do not fit (both counts given).
         """
-        turn, left_out = self._build(text)
+        turn, left_out = self._build(text, self.context)
         return turn.prompt, left_out
 
-    def _build(self, text: str) -> tuple[Turn, int]:
+    def _build(self, text: str, context: Sequence[ContextPiece]) -> tuple[Turn, int]:
         usable = replayable(self.log)
         window = in_window(usable, self.persona.memory)
         turn = build_turn(
             self.backend, self.persona,
             [*(Message(m.role, m.content) for m in window), Message("user", text)],
             self.params, user=self.user, summary=self.summary, facts=self.user_facts,
-            counts=[*(m.tokens for m in window), None])
+            context=context, counts=[*(m.tokens for m in window), None])
         sent = window[turn.dropped:]
         first = sent[0].seq if sent else None
         self._left_out = [m for m in usable if first is None or m.seq < first]
         return turn, len(usable) - len(sent)
 
-    def send(self, text: str) -> Generator[str, None, None]:
+    def plan(self, text: str, *, param: str = "prompt", given: str | None = None) -> Plan:
+        """The question of ``text`` and the knowledge it needs (``Knowledge.plan``: reads
+        the message's prefix, picks the persona's sources; no network). ``given``: a URL
+        or context text given beside the message.
+
+        Raises:
+            InvalidParams: an unterminated ``|CONTEXT|`` (HTTP 400).
+            UnknownSource: ``|RAG|name|/RAG|`` names no source (HTTP 404).
+        """
+        if self.knowledge is None:
+            return Plan(text)
+        return self.knowledge.plan(text, self.persona, backend=self.backend, param=param,
+                                   given=given)
+
+    def gather(self, plan: Plan, on_source_error: OnSourceError | None = None) -> Gathered:
+        """Fetch and search the knowledge ``plan`` wants (``Knowledge.gather``), within the
+        persona's budgets, in its model's tokens.
+
+        Args:
+            on_source_error: ``skip`` or ``fail`` (default: the persona's).
+
+        Raises:
+            FetchError: a source failed and failures fail (HTTP 422).
+        """
+        if self.knowledge is None or not plan.wanted:
+            return Gathered(plan.question)
+        return self.knowledge.gather(
+            plan, self.backend.count_tokens,
+            on_error=on_source_error or self.persona.context.on_source_error,
+            top_k=self.persona.knowledge.top_k)
+
+    def send(self, text: str, gathered: Gathered | None = None) -> Generator[str, None, None]:
         """Send one message; yields the reply in pieces as they are generated.
+
+        The message's knowledge prefix is read and its knowledge gathered first (unless
+        ``gathered`` is given: ``plan`` and ``gather`` did it); the question is what is
+        stored, and the knowledge is kept with the conversation, within the persona's
+        context budget (the oldest pieces go first), and sent with the system prompt.
+        ``last_sources`` says what went in.
 
         The reply is stripped of surrounding whitespace. Closing the iterator early (Ctrl-C)
         stops generation; the message and the part of the reply produced so far stay in the
@@ -170,12 +217,31 @@ class Chatbot:
 
         Raises:
             ContextOverflow: the message cannot fit even with no history (nothing is saved).
+            InvalidParams, UnknownSource, FetchError: see ``plan`` and ``gather``.
             BackendError: the model failed.
             StoreError: the store cannot be written.
         """
-        turn, _ = self._build(text)
+        if gathered is None:
+            gathered = self.gather(self.plan(text))
+        context, gone = merge_context(self.context, gathered.pieces,
+                                      self.persona.context.budget_tokens)
+        turn, _ = self._build(gathered.question, context)
+        self._keep_context(context, gathered, gone)
         events = self.backend.generate_chat(turn.prompt, turn.params)
-        return self._turn(text, events)
+        return self._turn(gathered.question, events)
+
+    def _keep_context(self, context: list[ContextPiece], gathered: Gathered,
+                      gone: Sequence[str]) -> None:
+        if self.store is not None and self.conversation is not None:
+            for key in gone:
+                self.store.drop_context(self.conversation.id, key)
+            for piece in gathered.pieces:
+                if piece in context:
+                    self.store.put_context(self.conversation.id, piece)
+        self.context = context
+        fresh = {p.key for p in gathered.pieces}
+        self.last_sources = [*gathered.reports,
+                             *(SourceReport.of(p) for p in context if p.key not in fresh)]
 
     def _turn(self, text: str, events: Iterator[Event]) -> Generator[str, None, None]:
         asked = self._remember_question(text)

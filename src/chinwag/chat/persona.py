@@ -21,6 +21,10 @@ A persona file::
       window: 25                   # messages sent at most (window, summary)
     facts:                         # pinned facts, always sent with the system prompt
       - Bertha's goat is called Moss.
+    sources: [weather]             # knowledge sources it may use (names, or inline
+                                   # definitions: knowledge.sources)
+    context: {budget_tokens: 1000, on_source_error: skip}   # knowledge.policy
+    knowledge: {collections: [village-lore], top_k: 4, budget_tokens: 800}
 
 User files (``~/.config/chinwag/personas/*.yaml`` or ``--personas DIR``) override built-ins of
 the same name.
@@ -48,8 +52,10 @@ from typing_extensions import TypedDict
 
 from chinwag.chat.memory import MemoryPolicy, memory_system_text
 from chinwag.errors import InvalidParams, PersonaError, UnknownPersona
+from chinwag.knowledge.policy import CollectionsPolicy, ContextPolicy
+from chinwag.knowledge.sources import Source
 from chinwag.prompting.base import Speakers
-from chinwag.types import Message, SamplingParams
+from chinwag.types import ContextPiece, Message, SamplingParams
 from chinwag.yaml_files import read_yaml
 
 PLACEHOLDERS = ("name", "description", "location", "user")
@@ -119,6 +125,9 @@ class Persona(BaseModel):
     greeting: str | None = None
     memory: MemoryPolicy = Field(default_factory=lambda: MemoryPolicy())
     facts: tuple[str, ...] = ()
+    sources: tuple[str | Source, ...] = ()
+    context: ContextPolicy = Field(default_factory=lambda: ContextPolicy())
+    knowledge: CollectionsPolicy = Field(default_factory=lambda: CollectionsPolicy())
 
     @field_validator("system_prompt")
     @classmethod
@@ -144,16 +153,19 @@ class Persona(BaseModel):
                                          location=self.location, user=user or self.user_name)
 
     def preamble(self, user: str | None = None, *, summary: str = "",
-                 facts: Sequence[str] = ()) -> list[Message]:
+                 facts: Sequence[str] = (), context: Sequence[ContextPiece] = ()
+                 ) -> list[Message]:
         """System prompt and example exchanges, as messages (always sent, never trimmed).
 
         Args:
             summary: the running summary of what fell out of the conversation's window,
                 added to the system prompt (see ``chat.memory``).
             facts: user-level pinned facts, sent after the persona's own ``facts``.
+            context: knowledge for the conversation (pages, feeds, collection chunks),
+                sent after the facts.
         """
         system = memory_system_text(self.system_text(user), summary=summary,
-                                    facts=[*self.facts, *facts])
+                                    facts=[*self.facts, *facts], context=context)
         messages = [Message("system", system)]
         for ex in self.examples:
             messages += [Message("user", ex.user), Message("assistant", ex.assistant)]

@@ -18,7 +18,7 @@ from chinwag.chat.fitting import fit_messages
 from chinwag.chat.persona import Persona
 from chinwag.errors import ContextOverflow
 from chinwag.prompting.base import Prompt, Speakers, reply_params
-from chinwag.types import Message, SamplingParams
+from chinwag.types import ContextPiece, Message, SamplingParams
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class Turn:
 def build_turn(backend: LanguageBackend, persona: Persona | None,
                messages: Sequence[Message], params: SamplingParams, *,
                user: str | None = None, summary: str = "", facts: Sequence[str] = (),
-               reserve: int | None = None, drop: bool = True,
+               context: Sequence[ContextPiece] = (), reserve: int | None = None, drop: bool = True,
                counts: Sequence[int | None] | None = None) -> Turn:
     """Build the turn that answers ``messages`` as ``persona`` (None: the model itself, with
     no preamble and the backend's own chat format).
@@ -56,6 +56,9 @@ def build_turn(backend: LanguageBackend, persona: Persona | None,
         user: the person's name in the transcript and the system prompt.
         summary: the running summary of what fell out of the conversation's window.
         facts: the user's pinned facts, sent with the system prompt.
+        context: knowledge (pages, feeds, collection chunks, literal context), sent with
+            the system prompt, before the conversation and the question (only with a
+            persona).
         reserve: tokens to keep free for the reply while fitting (default:
             ``params.max_tokens``; the OpenAI route passes what the client asked for, or 0).
         drop: leave out the oldest messages when the chat does not fit (False: OpenAI's
@@ -67,7 +70,8 @@ def build_turn(backend: LanguageBackend, persona: Persona | None,
             (both counts given).
         FormatError: the chat format cannot express these messages.
     """
-    preamble = persona.preamble(user, summary=summary, facts=facts) if persona else []
+    preamble = persona.preamble(user, summary=summary, facts=facts,
+                                context=context) if persona else []
     speakers = persona.speakers(user) if persona else Speakers()
     chat_format = backend.format_for(persona.chat_format if persona else None)
     fitted = fit_messages(backend, preamble, messages, speakers=speakers,

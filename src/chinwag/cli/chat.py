@@ -25,6 +25,7 @@ from chinwag.cli.common import (
     PersonasOpt,
     RepeatPenaltyOpt,
     SeedOpt,
+    SourcesOpt,
     TemperatureOpt,
     ThreadsOpt,
     TopKOpt,
@@ -38,6 +39,7 @@ from chinwag.cli.common import (
 )
 from chinwag.cli.session import ChatSession
 from chinwag.errors import ChinwagError
+from chinwag.knowledge.service import Knowledge
 from chinwag.store import Store
 
 
@@ -46,7 +48,8 @@ def chat(
     persona: Annotated[str | None, setting_option("persona", "--persona", "-p")] = None,
     model: ModelOpt = None, llm: LlmOpt = None, chat_format: ChatFormatOpt = None,
     n_ctx: NCtxOpt = None, n_batch: NBatchOpt = None,
-    threads: ThreadsOpt = None, personas_dir: PersonasOpt = None, config: ConfigOpt = None,
+    threads: ThreadsOpt = None, personas_dir: PersonasOpt = None, sources_dir: SourcesOpt = None,
+    config: ConfigOpt = None,
     user: Annotated[str | None, typer.Option(
         "--user", help="Your name: in the conversation (default: the persona's user_name) and "
         "in the database, whose conversations are yours (default: your login name).",
@@ -64,7 +67,8 @@ def chat(
     """Chat with a persona, answers streamed token by token."""
     settings = settings_from(config, persona=persona, model=model, llm=llm,
                              chat_format=chat_format, n_ctx=n_ctx, n_batch=n_batch,
-                             n_threads=threads, personas_dir=personas_dir, db=db,
+                             n_threads=threads, personas_dir=personas_dir, sources_dir=sources_dir,
+                             db=db,
                              parallel=1)  # one person: one sequence at a time
     found = get_persona(settings.persona, settings.user_personas_dir())
     if found.llm and not settings.llm and not settings.model:
@@ -82,9 +86,14 @@ def chat(
     except ChinwagError:
         store.close()
         raise
+    try:
+        knowledge = Knowledge(settings, store)
+    except ChinwagError:
+        store.close()
+        raise
     backend = open_backend(settings)
     chatbot = Chatbot(backend, found, user=user, store=store, conversation=resumed,
-                      **overrides)
+                      knowledge=knowledge, **overrides)
     session = ChatSession(backend, chatbot, settings.user_personas_dir(), sys.stdout)
     try:
         if sys.stdin.isatty() and sys.stdout.isatty():
@@ -118,6 +127,8 @@ def run_piped(session: ChatSession, lines: TextIO, out: TextIO) -> None:
             for piece in session.ask(line):
                 out.write(piece)
                 out.flush()
+            if session.chatbot.last_sources:
+                print(session.sources_line(), file=sys.stderr)
         except ChinwagError as e:
             print(f"error: {e}", file=sys.stderr)
         out.write("\n")

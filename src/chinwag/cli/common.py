@@ -73,6 +73,7 @@ NBatchOpt = Annotated[int | None, setting_option("n_batch", "--n-batch")]
 ThreadsOpt = Annotated[int | None, setting_option("n_threads", "--threads", "-t")]
 ConfigOpt = Annotated[Path | None, setting_option("config", "--config")]
 PersonasOpt = Annotated[Path | None, setting_option("personas_dir", "--personas")]
+SourcesOpt = Annotated[Path | None, setting_option("sources_dir", "--sources")]
 DbOpt = Annotated[Path | None, setting_option("db", "--db")]
 
 MaxTokensOpt = Annotated[int | None, sampling_option("max_tokens", "--max-tokens", "-n")]

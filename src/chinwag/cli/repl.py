@@ -59,6 +59,8 @@ def stream_answer(session: ChatSession, text: str) -> None:
         for piece in stream:
             out.write(piece)
             out.flush()
+        if session.chatbot.last_sources:
+            out.write(f"\n{DIM}{session.sources_line()}{RESET}")
     except KeyboardInterrupt:
         out.write(f" {DIM}[stopped]{RESET}")
     except ChinwagError as e:

@@ -18,6 +18,7 @@ from chinwag.cli.common import (
     NBatchOpt,
     NCtxOpt,
     PersonasOpt,
+    SourcesOpt,
     ThreadsOpt,
     friendly_errors,
     open_backend,
@@ -38,7 +39,7 @@ def serve(
     host: Annotated[str | None, setting_option("host", "--host")] = None,
     port: Annotated[int | None, setting_option("port", "--port")] = None,
     model: ModelOpt = None, llm: LlmOpt = None, personas_dir: PersonasOpt = None,
-    chat_format: ChatFormatOpt = None,
+    sources_dir: SourcesOpt = None, chat_format: ChatFormatOpt = None,
     n_ctx: NCtxOpt = None, n_batch: NBatchOpt = None, threads: ThreadsOpt = None,
     config: ConfigOpt = None,
     api_key: Annotated[str | None, setting_option("api_key", "--api-key")] = None,
@@ -62,7 +63,8 @@ def serve(
     from chinwag.server import create_app
 
     settings = settings_from(config, host=host, port=port, model=model, llm=llm,
-                             personas_dir=personas_dir, chat_format=chat_format, n_ctx=n_ctx,
+                             personas_dir=personas_dir, sources_dir=sources_dir,
+                             chat_format=chat_format, n_ctx=n_ctx,
                              n_batch=n_batch, n_threads=threads, api_key=api_key,
                              max_queue=max_queue, max_body_bytes=max_body_bytes, db=db,
                              parallel=parallel, prefill_chunk=prefill_chunk,

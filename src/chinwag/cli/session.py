@@ -95,6 +95,17 @@ class ChatSession:
                                                  name="chinwag-summary")
             self._summarizing.start()
 
+    def sources_line(self) -> str:
+        """What went into the last answer, for people: ``sources: Goats of Limbo
+        (http://...), 212 tokens; news: timeout``."""
+        shown = []
+        for report in self.chatbot.last_sources:
+            name = report.title or report.name
+            where = f" ({report.url})" if report.url and report.url != name else ""
+            shown.append(f"{name}{where}: {report.error}" if report.error
+                         else f"{name}{where}, {report.tokens} tokens")
+        return "sources: " + "; ".join(shown)
+
     def _summarize(self) -> None:
         try:
             self.chatbot.update_summary()

@@ -11,6 +11,15 @@ string) the conversation is kept in the database per (persona, user) and resumed
 request, by any endpoint; ``conversation=ID`` picks one conversation by id. Without a user a
 request starts a fresh conversation that is not stored (on a socket it lasts as long as the
 socket). The conversation's id comes back in the ``X-Conversation-Id`` header.
+
+Knowledge: a prompt may start with ``|CONTEXT|text|/CONTEXT|``, a URL or
+``|RAG|name|/RAG|`` (``chinwag.knowledge``); ``/toil`` also takes ``text`` (a URL or raw
+text) and ``on_source_error``. What went into the answer comes back as the ``sources`` list:
+a top-level key of ``/toil``'s object, the ``X-Chinwag-Sources`` header (JSON) of ``/gpt``,
+and, on a socket opened with ``?status=1``, JSON frames before the tokens:
+``{"type": "status", "text": "Reading https://..."}`` while fetching, then
+``{"type": "sources", "sources": [...]}``. Clients that do not ask get tokens and ``<END>``
+only, as before.
 """
 
 from __future__ import annotations
@@ -55,6 +64,19 @@ def _conversation_header(chatbot: Chatbot) -> dict[str, str]:
     return {"X-Conversation-Id": cid} if cid else {}
 
 
+def _sources(chatbot: Chatbot) -> list[dict[str, Any]]:
+    return [report.as_dict() for report in chatbot.last_sources]
+
+
+def _headers(chatbot: Chatbot) -> dict[str, str]:
+    """``X-Conversation-Id``, and ``X-Chinwag-Sources`` (JSON, ASCII) when knowledge was
+    used."""
+    headers = _conversation_header(chatbot)
+    if chatbot.last_sources:
+        headers["X-Chinwag-Sources"] = json.dumps(_sources(chatbot), ensure_ascii=True)
+    return headers
+
+
 async def _prompt_from(request: Request) -> str:
     prompt = await _param(request, "prompt")
     if prompt is None or not prompt.strip():
@@ -74,7 +96,7 @@ async def gpt(persona: str, request: Request,
                                       await _param(request, "conversation") or None)
     text = await unless_disconnected(request, _joined(state.chat_turn(chatbot, prompt,
                                                                       requester(request))))
-    return PlainTextResponse(text, headers=_conversation_header(chatbot))
+    return PlainTextResponse(text, headers=_headers(chatbot))
 
 
 @router.post("/toil/{persona}", dependencies=[Depends(require_key)])
@@ -90,15 +112,18 @@ async def toil(persona: str, body: ToilRequest, state: State,
     chatbot = await run_in_threadpool(state.chatbot, found, body.user, body.conversation)
     chatbot.set(json_schema=schema, max_tokens=max(chatbot.params.max_tokens, TOIL_MIN_TOKENS))
     text = await unless_disconnected(request, _joined(state.chat_turn(
-        chatbot, f"{body.prompt}\n{hint}", requester(request))))
+        chatbot, f"{body.prompt}\n{hint}", requester(request), given=body.text,
+        on_source_error=body.on_source_error)))
     try:
         value: Any = json.loads(text)
     except ValueError:
         raise APIError(500, "the model's answer was cut before the JSON object was complete "
                        f"({chatbot.last.usage.completion_tokens if chatbot.last else 0} tokens)",
                        type="server_error", code="incomplete_json") from None
-    return JSONResponse(value if isinstance(value, dict) else {"result": value},
-                        headers=_conversation_header(chatbot))
+    answer = value if isinstance(value, dict) else {"result": value}
+    if chatbot.last_sources:
+        answer = {**answer, "sources": _sources(chatbot)}
+    return JSONResponse(answer, headers=_headers(chatbot))
 
 
 @router.websocket("/gpt-socket/{persona}")
@@ -119,6 +144,11 @@ async def gpt_socket(websocket: WebSocket, persona: str) -> None:
         return
     await websocket.accept(headers=[(k.lower().encode(), v.encode())
                                     for k, v in _conversation_header(chatbot).items()])
+    statuses = websocket.query_params.get("status") in ("1", "true")
+
+    async def status(line: str) -> None:
+        await websocket.send_text(json.dumps({"type": "status", "text": line}))
+
     try:
         while True:
             prompt = await websocket.receive_text()
@@ -126,8 +156,17 @@ async def gpt_socket(websocket: WebSocket, persona: str) -> None:
                 await websocket.send_text(END)
                 continue
             try:
-                async for piece in state.chat_turn(chatbot, prompt, requester(websocket)):
+                started = False
+                async for piece in state.chat_turn(chatbot, prompt, requester(websocket),
+                                                   status=status if statuses else None):
+                    if statuses and not started and chatbot.last_sources:
+                        await websocket.send_text(json.dumps(
+                            {"type": "sources", "sources": _sources(chatbot)}))
+                    started = True
                     await websocket.send_text(piece)
+                if statuses and not started and chatbot.last_sources:
+                    await websocket.send_text(json.dumps(
+                        {"type": "sources", "sources": _sources(chatbot)}))
             except ChinwagError as e:
                 await websocket.send_text(f"[error: {e}]")
             await websocket.send_text(END)

@@ -102,6 +102,7 @@ class ChatCompletionRequest(Sampling):
     response_format: ResponseFormat | None = None
     user: str | None = None
     truncation: Literal["auto", "disabled"] | None = None
+    on_source_error: Literal["skip", "fail"] | None = None
 
 
 class CompletionRequest(Sampling):
@@ -122,10 +123,14 @@ class TokenizeRequest(_Body):
 
 
 class ToilRequest(_Body):
+    """``/toil/{persona}``'s body: ``text`` is a URL or raw text to answer from."""
+
     prompt: str
     schema_: dict[str, Any] | None = Field(None, alias="schema")
     user: str | None = None
     conversation: str | None = None
+    text: str | None = None
+    on_source_error: Literal["skip", "fail"] | None = None
 
 
 class GenerateRequest(_Body):

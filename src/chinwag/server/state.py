@@ -9,16 +9,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from chinwag.backends.base import LanguageBackend
 from chinwag.chat.chatbot import Chatbot
 from chinwag.chat.persona import Persona, load_personas
 from chinwag.errors import ChinwagError, InvalidParams, UnknownPersona
+from chinwag.knowledge.policy import OnSourceError
 from chinwag.knowledge.service import Knowledge
 from chinwag.prompting import Prompt
 from chinwag.server.metrics import Metrics
@@ -175,28 +177,46 @@ class ServerState:
                                     f"{user or 'anyone'}'s with {persona.name}",
                                     param="conversation")
             return Chatbot(self.model_for(persona)[0], persona, user=found.user,
-                           store=self.store, conversation=found)
+                           store=self.store, conversation=found, knowledge=self.knowledge)
         if user is None:
-            return Chatbot(self.model_for(persona)[0], persona)
+            return Chatbot(self.model_for(persona)[0], persona, knowledge=self.knowledge)
         return Chatbot(self.model_for(persona)[0], persona, user=user, store=self.store,
-                       conversation=self.store.conversation_for(persona.name, user))
+                       conversation=self.store.conversation_for(persona.name, user),
+                       knowledge=self.knowledge)
 
-    async def chat_turn(self, chatbot: Chatbot, text: str,
-                        who: str = "") -> AsyncIterator[str]:
+    async def chat_turn(self, chatbot: Chatbot, text: str, who: str = "", *,
+                        status: Callable[[str], Awaitable[None]] | None = None,
+                        on_source_error: OnSourceError | None = None,
+                        given: str | None = None) -> AsyncIterator[str]:
         """One turn of a server-side conversation, streamed through the queue (in the line
         of the chatbot's user, else of ``who``).
+
+        The message's knowledge is gathered first, in a worker thread and before the turn
+        takes a place in the queue (``Chatbot.plan``, ``Chatbot.gather``); ``status`` is
+        awaited with each line of what is about to be fetched ("Reading https://...").
+        ``chatbot.last_sources`` says what went in. ``given``: a URL or context text
+        given beside the message (``/toil``'s ``text``).
 
         Turns of one stored conversation take place one after the other. When the persona
         keeps a summary and one is due, it is written after the reply has been delivered
         (queued behind the requests already waiting), never delaying this answer.
+
+        Raises:
+            InvalidParams, UnknownSource, FetchError: see ``Chatbot.plan`` and
+                ``Chatbot.gather`` (before anything is streamed).
         """
+        plan = await run_in_threadpool(lambda: chatbot.plan(text, given=given))
+        if status is not None:
+            for line in plan.status_lines():
+                await status(line)
+        gathered = await run_in_threadpool(chatbot.gather, plan, on_source_error)
         cid = chatbot.conversation_id
         lock = self._turn_lock(cid) if cid else asyncio.Lock()
         async with lock:
             timer = self.metrics.timer()
             line = f"user:{chatbot.user}" if chatbot.user else who
             queue = self.model_for(chatbot.persona)[1]
-            async for piece in queue.stream(lambda: chatbot.send(text), line):
+            async for piece in queue.stream(lambda: chatbot.send(text, gathered), line):
                 timer.piece()
                 yield piece
             if chatbot.last is not None:

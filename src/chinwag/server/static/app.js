@@ -104,8 +104,9 @@ async function fetchModels() {
   return (await response.json()).data;
 }
 
-/** Read a server-sent event stream, calling onText with each piece of answer text. */
-async function readEvents(response, onText) {
+/** Read a server-sent event stream, calling onText with each piece of answer text and
+ * onSources with the knowledge sources the answer used (the first chunk's "sources"). */
+async function readEvents(response, onText, onSources = () => {}) {
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
   for (;;) {
@@ -115,18 +116,19 @@ async function readEvents(response, onText) {
     const lines = buffer.split("\n");
     buffer = lines.pop();
     for (const line of lines) {
-      if (handleEventLine(line.trim(), onText)) return;
+      if (handleEventLine(line.trim(), onText, onSources)) return;
     }
   }
 }
 
 /** Handle one line of the event stream; true once the stream says it is done. */
-function handleEventLine(line, onText) {
+function handleEventLine(line, onText, onSources) {
   if (!line.startsWith("data:")) return false;
   const data = line.slice(5).trim();
   if (data === "[DONE]") return true;
   const chunk = JSON.parse(data);
   if (chunk.error) throw new ApiError(chunk.error.message || "The server reported an error.");
+  if (Array.isArray(chunk.sources) && chunk.sources.length) onSources(chunk.sources);
   const text = chunk.choices?.[0]?.delta?.content;
   if (text) onText(text);
   return false;
@@ -167,6 +169,33 @@ function addMessage(role, text = "") {
   updateEmptyHint();
   scrollToEnd(true);
   return item;
+}
+
+/** List the knowledge an answer used under it: title (a link), tokens, or why it failed. */
+function showSources(item, sources) {
+  const box = document.createElement("details");
+  box.className = "sources";
+  const summary = document.createElement("summary");
+  summary.textContent = `Sources (${sources.length})`;
+  const list = document.createElement("ul");
+  for (const source of sources) {
+    const entry = document.createElement("li");
+    const name = source.title || source.name;
+    if (source.url && /^https?:\/\//i.test(source.url)) {
+      const link = document.createElement("a");
+      link.href = source.url;
+      link.textContent = name;
+      link.target = "_blank";
+      link.rel = "noopener noreferrer";
+      entry.append(link);
+    } else {
+      entry.append(name);
+    }
+    entry.append(source.error ? ` (failed: ${source.error})` : ` (${source.tokens} tokens)`);
+    list.append(entry);
+  }
+  box.append(summary, list);
+  item.append(box);
 }
 
 function setAnswer(item, text) {
@@ -255,7 +284,7 @@ async function streamAnswer(body, userItem, text) {
     await readEvents(response, (piece) => {
       answer += piece;
       setAnswer(item, answer);
-    });
+    }, (sources) => showSources(item, sources));
   } catch (error) {
     if (error.name !== "AbortError") {
       failTurn(error, { history, userItem, item, text, answer });
