@@ -161,3 +161,36 @@ def test_merging_replaces_by_key_and_drops_the_oldest_over_the_budget() -> None:
     assert [p.key for p in merged] == ["a", "c"] and gone == ["b"]
     alone, _ = merge_context([], [piece("huge", 500)], 100)
     assert [p.key for p in alone] == ["huge"]  # the newest always stays
+
+
+def test_a_persona_may_let_the_model_choose_its_source(pages: PageServer,
+                                                       knowledge: Knowledge) -> None:
+    weather = inline(pages, name="weather", url=pages.url("/atom"), describe="Weather:",
+                     triggers=["zzz"])
+    news = inline(pages, triggers=["zzz"])
+    backend = ScriptedBackend(["Storms.", "Nothing."])
+    chooser = persona(sources=[news, weather], context={"choose_sources": "model"})
+    bot = Chatbot(backend, chooser, knowledge=knowledge)
+    backend.enqueue_choice(1)  # weather, although no trigger matches
+    "".join(bot.send("Should I take a cloak tomorrow?"))
+    picked = next(r for r in backend.requests if r.options)
+    assert picked.options == ("news", "weather", "none")
+    assert "Should I take a cloak tomorrow?" in picked.prompt
+    assert [r.name for r in bot.last_sources] == ["weather"]
+    assert "Storm on Thursday" in backend.requests[-1].prompt
+    backend.enqueue_choice(2)  # none
+    "".join(bot.send("Hello"))
+    assert [r.name for r in bot.last_sources] == ["weather"]  # kept from the first turn
+    assert len(pages.requests_to("/feed")) == 0
+
+
+def test_an_inline_source_with_a_bad_url_is_a_persona_error_at_its_line(
+        tmp_path: Path) -> None:
+    from chinwag.chat.persona import load_persona_file
+    from chinwag.errors import PersonaError
+
+    path = tmp_path / "p.yaml"
+    path.write_text("system_prompt: You are {name}.\nsources:\n  - name: news\n"
+                    "    kind: feed\n    url: file:///etc/passwd\n")
+    with pytest.raises(PersonaError, match=r"p\.yaml:\d+: sources\.0"):
+        load_persona_file(path)

@@ -25,7 +25,7 @@ from chinwag.errors import (
 )
 from chinwag.store import SCHEMA_VERSION, Store, default_db_path
 from chinwag.store import database as database_module
-from chinwag.types import Message
+from chinwag.types import ContextPiece, Message
 
 
 @pytest.fixture
@@ -380,6 +380,11 @@ def exported(store: Store) -> dict[str, Any]:
     talk(store, conversation.id, 2)
     store.begin_turn(conversation.id, "unanswered")
     store.set_summary(conversation.id, "They talked.", 1)
+    store.put_context(conversation.id, ContextPiece(
+        "http://limbo.test/goats", "http://limbo.test/goats", "page", "Moss is a goat.", 6,
+        url="http://limbo.test/goats", title="Goats", fetched_at=1700000000.0))
+    store.put_context(conversation.id, ContextPiece("context:ab", "context", "text",
+                                                    "The door is blue.", 5))
     return store.export_conversation(conversation.id)
 
 
@@ -399,7 +404,31 @@ def test_export_then_import_into_another_file_gives_identical_messages(
                     for m in messages]
 
         assert shape(other.messages(imported.id)) == shape(store.messages(original.id))
+        assert other.context(imported.id) == store.context(original.id)
+        assert [c["key"] for c in document["context"]] == ["http://limbo.test/goats",
+                                                           "context:ab"]
         assert other.export_conversation(imported.id) == document
+
+
+def test_an_export_without_context_still_imports(store: Store) -> None:
+    document = exported(store)
+    del document["context"]
+    imported = store.import_conversation(document)
+    assert store.context(imported.id) == []
+
+
+def test_context_is_replaced_by_key_dropped_and_goes_with_its_conversation(
+        store: Store) -> None:
+    conversation = store.create_conversation("villager", "ann")
+    store.put_context(conversation.id, ContextPiece("k", "k", "page", "old", 1))
+    store.put_context(conversation.id, ContextPiece("k", "k", "page", "new", 1))
+    assert [c.text for c in store.context(conversation.id)] == ["new"]
+    assert store.drop_context(conversation.id, "k") and not store.drop_context(
+        conversation.id, "k")
+    store.put_context(conversation.id, ContextPiece("k", "k", "page", "x", 1))
+    store.delete_conversation(conversation.id)
+    with pytest.raises(ConversationNotFound):
+        store.put_context(conversation.id, ContextPiece("k", "k", "page", "x", 1))
 
 
 def test_import_into_the_same_store_gets_a_new_id(store: Store) -> None:

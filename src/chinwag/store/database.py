@@ -39,6 +39,7 @@ processes may use the same file at once.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sqlite3
 import threading
@@ -508,8 +509,10 @@ class Store:
         Returns:
             ``{"format": "chinwag.conversation", "version": 1, "id", "persona", "user",
             "created_at", "updated_at", "summary", "summarized_through", "messages":
-            [{"role", "content", "created_at", "tokens", "complete"}, ...]}``, times in unix
-            seconds, messages in order.
+            [{"role", "content", "created_at", "tokens", "complete"}, ...], "context":
+            [{"key", "name", "kind", "text", "tokens", "url", "title", "describe",
+            "fetched_at"}, ...]}``, times in unix seconds, messages in order, the knowledge
+            kept with it oldest first (``context`` may be missing from older exports).
 
         Raises:
             ConversationNotFound: no conversation has that id.
@@ -518,6 +521,7 @@ class Store:
             conversation = _conversation(db, conversation_id)
             rows = db.execute(_MESSAGE + " WHERE conversation_id = ? ORDER BY seq",
                               (conversation_id,)).fetchall()
+        context = self.context(conversation_id)
         return {
             "format": EXPORT_FORMAT,
             "version": EXPORT_VERSION,
@@ -533,6 +537,7 @@ class Store:
                  "tokens": m.tokens, "complete": m.complete}
                 for m in map(_message, rows)
             ],
+            "context": [dataclasses.asdict(piece) for piece in context],
         }
 
     def import_conversation(self, data: Any) -> Conversation:
@@ -558,6 +563,13 @@ class Store:
                 " complete) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(conversation.id, seq, m.role, m.content, m.created_at, m.tokens, m.complete)
                  for seq, m in enumerate(doc.messages)])
+            db.executemany(
+                "INSERT INTO conversation_context (conversation_id, key, name, kind, url, title,"
+                " describe, text, tokens, fetched_at, added_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(conversation.id, c.key, c.name, c.kind, c.url, c.title, c.describe, c.text,
+                  c.tokens, c.fetched_at, doc.updated_at + i * 1e-6)
+                 for i, c in enumerate(doc.context)])
         return replace(conversation, message_count=len(doc.messages))
 
     def integrity_check(self) -> str:
@@ -760,6 +772,20 @@ class _ExportedMessage(BaseModel):
     complete: bool
 
 
+class _ExportedContext(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    key: str = Field(min_length=1)
+    name: str
+    kind: str
+    text: str
+    tokens: int = Field(ge=0)
+    url: str | None = None
+    title: str | None = None
+    describe: str = ""
+    fetched_at: float | None = None
+
+
 class _Export(BaseModel):
     """An ``export_conversation`` document; strict, since it comes from JSON, not from forms."""
 
@@ -775,6 +801,7 @@ class _Export(BaseModel):
     summary: str
     summarized_through: int = Field(ge=-1)
     messages: list[_ExportedMessage]
+    context: list[_ExportedContext] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _summary_covers_stored_messages(self) -> _Export:
