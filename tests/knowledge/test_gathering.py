@@ -194,3 +194,23 @@ def test_an_inline_source_with_a_bad_url_is_a_persona_error_at_its_line(
                     "    kind: feed\n    url: file:///etc/passwd\n")
     with pytest.raises(PersonaError, match=r"p\.yaml:\d+: sources\.0"):
         load_persona_file(path)
+
+
+def test_a_small_collection_goes_in_whole_and_a_big_one_by_its_best_chunks(
+        knowledge: Knowledge) -> None:
+    knowledge.collections.add("lore", "Mill", "The mill grinds the village's corn.")
+    knowledge.collections.add("lore", "Bridge", "Ada Quarry built the stone bridge.")
+    backend = ScriptedBackend(["Ada.", "Ada."])
+    bot = Chatbot(backend, persona(knowledge={"collections": ["lore"], "top_k": 1}),
+                  knowledge=knowledge)
+    "".join(bot.send("Who built the bridge?"))
+    sent = backend.requests[-1].prompt
+    assert "From the collection lore:" in sent
+    assert "- Mill: The mill grinds" in sent and "- Bridge: Ada Quarry" in sent  # all fits
+    assert [(r.name, r.kind) for r in bot.last_sources] == [("lore", "collection")]
+
+    for i in range(80):  # now over WHOLE_COLLECTION_CHUNKS: searched, top_k = 1
+        knowledge.collections.add("lore", f"Filler {i}", f"Nothing about anything {i}.")
+    "".join(bot.send("Who built the bridge?"))
+    sent = backend.requests[-1].prompt
+    assert "- Bridge: Ada Quarry" in sent and "The mill grinds" not in sent

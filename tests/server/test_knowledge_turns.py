@@ -38,7 +38,8 @@ def knowledge_settings(tmp_path: Path, pages: PageServer) -> Settings:
 
 
 def test_gpt_answers_from_a_page_and_names_it_in_a_header(
-        make_app: Callable[..., TestClient], knowledge_settings: Settings, pages: PageServer) -> None:
+        make_app: Callable[..., TestClient],
+        knowledge_settings: Settings, pages: PageServer) -> None:
     backend = ScriptedBackend(["Nineteen."])
     client = make_app(knowledge_settings, backend)
     reply = client.get("/gpt/villager", params={"prompt": pages.url("/article") + " Age?"})
@@ -57,7 +58,8 @@ def test_a_plain_prompt_gets_no_sources_header(make_app: Callable[..., TestClien
 
 
 def test_toil_takes_text_beside_the_prompt_and_lists_sources(
-        make_app: Callable[..., TestClient], knowledge_settings: Settings, pages: PageServer) -> None:
+        make_app: Callable[..., TestClient],
+        knowledge_settings: Settings, pages: PageServer) -> None:
     backend = ScriptedBackend(['{"age": 19}', '{"colour": "blue"}'])
     client = make_app(knowledge_settings, backend)
     body = client.post("/toil/villager", json={"prompt": "How old is Moss?",
@@ -81,7 +83,8 @@ def test_bad_prefixes_are_clear_errors(make_app: Callable[..., TestClient],
 
 
 def test_a_failed_source_is_reported_or_fails_the_request_when_asked(
-        make_app: Callable[..., TestClient], knowledge_settings: Settings, pages: PageServer) -> None:
+        make_app: Callable[..., TestClient],
+        knowledge_settings: Settings, pages: PageServer) -> None:
     client = make_app(knowledge_settings, ScriptedBackend(['{"ok": true}']))
     body = client.post("/toil/villager", json={"prompt": "What?",
                                                "text": pages.url("/png")}).json()
@@ -94,7 +97,8 @@ def test_a_failed_source_is_reported_or_fails_the_request_when_asked(
 
 
 def test_the_socket_sends_status_frames_only_when_asked(
-        make_app: Callable[..., TestClient], knowledge_settings: Settings, pages: PageServer) -> None:
+        make_app: Callable[..., TestClient],
+        knowledge_settings: Settings, pages: PageServer) -> None:
     client = make_app(knowledge_settings, ScriptedBackend(["Nineteen.", "Nineteen."]))
     url = pages.url("/article")
     with client.websocket_connect("/gpt-socket/villager?status=1") as ws:
@@ -115,7 +119,8 @@ def test_the_socket_sends_status_frames_only_when_asked(
 
 
 def test_openai_chat_with_a_persona_reads_prefixes_and_reports_sources(
-        make_app: Callable[..., TestClient], knowledge_settings: Settings, pages: PageServer) -> None:
+        make_app: Callable[..., TestClient],
+        knowledge_settings: Settings, pages: PageServer) -> None:
     backend = ScriptedBackend(["Nineteen.", "Moss.", "Hi."])
     client = make_app(knowledge_settings, backend)
     first = [{"role": "user", "content": pages.url("/article") + " How old is Moss?"}]
@@ -138,7 +143,8 @@ def test_openai_chat_with_a_persona_reads_prefixes_and_reports_sources(
 
 
 def test_openai_stream_carries_sources_in_its_first_chunk(
-        make_app: Callable[..., TestClient], knowledge_settings: Settings, pages: PageServer) -> None:
+        make_app: Callable[..., TestClient],
+        knowledge_settings: Settings, pages: PageServer) -> None:
     client = make_app(knowledge_settings, ScriptedBackend(["It escaped."]))
     with client.stream("POST", "/v1/chat/completions", json={
             "model": "newsy", "stream": True,

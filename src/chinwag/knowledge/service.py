@@ -323,9 +323,8 @@ class Knowledge:
                 top_k: int) -> str:
         """A collection's chunks for ``question`` within ``budget``: all of it when it fits,
         else the best ``top_k`` by search (hybrid when it has embeddings), best first."""
-        every = self.collections.chunks(collection)
-        if len(every) <= WHOLE_COLLECTION_CHUNKS:
-            whole = [_hit_line(h) for h in every]
+        if 0 < self.collections.count_chunks(collection) <= WHOLE_COLLECTION_CHUNKS:
+            whole = [_hit_line(h) for h in self.collections.chunks(collection)]
             if whole and sum(count_tokens(t) + 1 for t in whole) <= budget:
                 return "\n".join(whole)
         embedder = self.embedder if _usable(self.embedder) else None

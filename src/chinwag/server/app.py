@@ -2,7 +2,9 @@
 
 Routes: the OpenAI-compatible API (``openai_api``), the persona endpoints (``persona_api``),
 text-generation-webui's legacy API (``textgen_api``), ``/health`` and ``/metrics``
-(``ops_api``), and the web page at ``/`` (``static/``).
+(``ops_api``), stored conversations (``conversations_api``), knowledge sources
+(``sources_api``), fact collections and ``/v1/embeddings`` (``knowledge_api``), and the
+web page at ``/`` (``static/``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,15 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chinwag.backends.base import LanguageBackend
-from chinwag.server import conversations_api, openai_api, ops_api, persona_api, textgen_api
+from chinwag.server import (
+    conversations_api,
+    knowledge_api,
+    openai_api,
+    ops_api,
+    persona_api,
+    sources_api,
+    textgen_api,
+)
 from chinwag.server.errors import error_body, install_error_handlers
 from chinwag.server.state import ServerState
 from chinwag.settings import Settings
@@ -132,6 +142,8 @@ def create_app(settings: Settings, backend: LanguageBackend | None = None, *,
     app.include_router(persona_api.router)
     app.include_router(textgen_api.router)
     app.include_router(conversations_api.router)
+    app.include_router(knowledge_api.router)
+    app.include_router(sources_api.router)
     if STATIC.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

@@ -19,6 +19,7 @@ from chinwag.errors import (
     ContextOverflow,
     ConversationNotFound,
     DocumentNotFound,
+    EmbeddingsUnavailable,
     FetchError,
     FormatError,
     InvalidParams,
@@ -83,6 +84,8 @@ def from_chinwag(e: ChinwagError) -> APIError:
     if isinstance(e, Overloaded):
         return APIError(503, str(e), type="server_error", code="overloaded",
                         headers={"Retry-After": str(e.retry_after)})
+    if isinstance(e, EmbeddingsUnavailable):  # this installation lacks the extra
+        return APIError(501, str(e), type="server_error", code="embeddings_unavailable")
     if isinstance(e, RemoteError):  # the model behind chinwag is another server: a gateway
         return APIError(502, f"the upstream LLM server failed: {e}", type="server_error",
                         code="upstream_error")

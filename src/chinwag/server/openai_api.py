@@ -2,6 +2,9 @@
 
 The ``openai`` client works unchanged with ``base_url="http://HOST:PORT/v1"``. ``model`` names
 the model itself (no persona) or a persona (its system prompt, examples and sampling apply).
+With a persona, user messages may start with knowledge prefixes (``chinwag.knowledge``) and
+the response carries a top-level ``sources`` list (in the first chunk of a stream: clients
+that do not know it ignore it); ``on_source_error`` (``skip`` | ``fail``) may be sent.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from starlette.concurrency import run_in_threadpool
 from chinwag.chat.fitting import ReplyTrimmer
 from chinwag.chat.turn import build_turn
 from chinwag.errors import ChinwagError, InvalidParams
+from chinwag.knowledge.embeddings import EMBEDDING_DESCRIPTION, MODEL_ID
+from chinwag.knowledge.service import Gathered, gather_messages
 from chinwag.server.auth import require_key
 from chinwag.server.disconnect import unless_disconnected
 from chinwag.server.errors import error_event
@@ -94,7 +99,8 @@ async def _tidy(events: AsyncIterator[Event]) -> AsyncIterator[Event]:
 
 @router.get("/models")
 async def list_models(state: State) -> dict[str, Any]:
-    """The model and every persona, each by its name as ``id``."""
+    """The model, every persona (each by its name as ``id``) and, when installed, the
+    embedding model of ``/v1/embeddings``."""
     created = int(time.time())
     info = state.backend.info()
     data = [{"id": state.model_id, "object": "model", "created": created, "owned_by": "chinwag",
@@ -102,6 +108,9 @@ async def list_models(state: State) -> dict[str, Any]:
                             f"chat format {info.chat_format}"}]
     data += [{"id": name, "object": "model", "created": created, "owned_by": "persona",
               "description": p.description} for name, p in sorted(state.personas.items())]
+    if state.knowledge.embedder.available():  # the chinwag[embeddings] extra: /v1/embeddings
+        data.append({"id": MODEL_ID, "object": "model", "created": created,
+                     "owned_by": "chinwag", "description": EMBEDDING_DESCRIPTION})
     return {"object": "list", "data": data}
 
 
@@ -125,23 +134,32 @@ async def chat_completions(body: ChatCompletionRequest, state: State, request: R
     base = persona.sampling_params() if persona else SamplingParams()
     params = body.apply(base).with_(json_schema=_json_schema(body))
     asked = body.max_completion_tokens or body.max_tokens
+    backend = state.model_for(persona)[0]
+    messages = [m.to_message() for m in body.messages]
+    gathered = Gathered("")
+    if persona is not None:  # a persona reads knowledge prefixes (chinwag.knowledge)
+        messages, gathered = await run_in_threadpool(
+            gather_messages, state.knowledge, persona, messages, backend,
+            on_error=body.on_source_error)
     turn = await run_in_threadpool(  # counting tokens may be slow, or a remote call
-        build_turn, state.model_for(persona)[0], persona,
-        [m.to_message() for m in body.messages], params, user=body.user,
-        reserve=asked or 0, drop=body.truncation == "auto")
+        build_turn, backend, persona, messages, params, user=body.user,
+        context=gathered.pieces, reserve=asked or 0, drop=body.truncation == "auto")
     events = _tidy(state.generate(turn.prompt, turn.params, requester(request, body.user),
                                   persona))
     first, rest = await _first_then_rest(request, events)
     rid, created, model = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), body.model or \
         state.model_id
-    extra = {"dropped_messages": turn.dropped} if body.truncation == "auto" else {}
+    extra: dict[str, Any] = {"dropped_messages": turn.dropped} \
+        if body.truncation == "auto" else {}
+    sources = {"sources": [report.as_dict() for report in gathered.reports]} \
+        if gathered.reports else {}
     if not body.stream:
         text, done = await unless_disconnected(request, _collect(first, rest))
         return JSONResponse({
             "id": rid, "object": "chat.completion", "created": created, "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                          "logprobs": None, "finish_reason": _finish(done)}],
-            "usage": _usage(done), **extra})
+            "usage": _usage(done), **extra, **sources})
 
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
@@ -151,7 +169,7 @@ async def chat_completions(body: ChatCompletionRequest, state: State, request: R
                              "finish_reason": finish}], **extra}
 
     async def sse() -> AsyncIterator[str]:
-        yield _sse(chunk({"role": "assistant", "content": ""}))
+        yield _sse({**chunk({"role": "assistant", "content": ""}), **sources})
         async for event in _events_then_error(first, rest):
             if isinstance(event, dict):
                 yield _sse(event)
