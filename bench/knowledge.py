@@ -62,14 +62,14 @@ def page_html(round_no: int) -> bytes:
     sections = []
     for topic in TOPICS:
         paragraphs = []
-        for i in range(5):
+        for i in range(3):
             paragraphs.append(
                 f"<p>In round {round_no}, the {topic} of Limbo was described for the {i + 1}th "
                 f"time. People in the village talk about the {topic} in the mornings, and the "
                 f"children learn its story at school, because the {topic} has been part of "
                 f"village life for as long as anyone remembers.</p>")
         if topic == "bridge":
-            paragraphs[2] = (f"<p>In round {round_no}: the stone bridge over the river was "
+            paragraphs[1] = (f"<p>In round {round_no}: the stone bridge over the river was "
                              "built by Ada Quarry in 1802, and it still carries the carts to "
                              "the market every Thursday.</p>")
         sections.append(f"<h2>The {topic}</h2>" + "".join(paragraphs))

@@ -11,6 +11,7 @@ import pytest
 
 from chinwag.cli.session import parse_value
 from chinwag.errors import InvalidParams
+from support.pages import PageServer
 
 
 def run(*args: str, stdin: str = "", env: dict[str, str] | None = None,
@@ -215,3 +216,16 @@ def test_export_to_a_path_that_cannot_be_written_is_one_clear_error(tmp_path: Pa
     result = run("conversations", "export", cid, str(nowhere), "--db", str(db))
     assert result.returncode == 1 and "cannot write" in result.stderr
     assert "Traceback" not in result.stderr and not nowhere.exists()
+
+
+@pytest.mark.slow
+def test_piped_chat_reads_a_page_and_says_so(tmp_path: Path, pages: PageServer) -> None:
+    result = run("chat", "--persona", "villager", "--temperature", "0", "--max-tokens", "12",
+                 "--db", str(tmp_path / "chinwag.db"),
+                 stdin=f"{pages.url('/article')} How old is Moss?\nAnd her name?\n",
+                 env={"CHINWAG_FETCH_ALLOW_PRIVATE": "127.0.0.1/32"})
+    assert result.returncode == 0, result.stderr
+    shown = [line for line in result.stderr.splitlines() if line.startswith("sources:")]
+    assert shown[0].startswith(f"sources: Goats of Limbo ({pages.url('/article')}), ")
+    assert len(shown) == 2  # the page stays with the conversation for the next question
+    assert len(pages.requests_to("/article")) == 1

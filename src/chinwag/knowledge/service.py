@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from chinwag.errors import ChinwagError, FetchError, UnknownSource
 from chinwag.knowledge.cache import PageCache
@@ -33,7 +33,7 @@ from chinwag.knowledge.chunks import join_chunks, select_chunks, split_chunks
 from chinwag.knowledge.collections import Collections, Hit
 from chinwag.knowledge.embeddings import Embedder
 from chinwag.knowledge.fetch import FetchPolicy
-from chinwag.knowledge.policy import OnSourceError
+from chinwag.knowledge.policy import CollectionsPolicy, ContextPolicy, OnSourceError
 from chinwag.knowledge.prefixes import SUMMARISE, read_prefix
 from chinwag.knowledge.sources import Source, SourceRegistry, triggered
 from chinwag.settings import Settings
@@ -42,7 +42,18 @@ from chinwag.types import ContextPiece, Message
 
 if TYPE_CHECKING:
     from chinwag.backends.base import LanguageBackend
-    from chinwag.chat.persona import Persona
+
+
+class Persona(Protocol):
+    """What knowledge needs of a persona (``chat.persona.Persona`` is one; the chat layer
+    sits above this one, so it is described here rather than imported)."""
+
+    @property
+    def sources(self) -> tuple[str | Source, ...]: ...
+    @property
+    def context(self) -> ContextPolicy: ...
+    @property
+    def knowledge(self) -> CollectionsPolicy: ...
 
 AD_HOC_REFRESH = 300.0
 """Seconds a page or feed named by a URL in a message is kept before it is fetched again
