@@ -5,9 +5,10 @@ server) translate these classes, and only these, into messages and status codes:
 
     ChinwagError
     ├── ConfigError                 bad settings, flags or environment variables
-    │   ├── PersonaError            a persona file that cannot be read (names file and line)
+    │   ├── DefinitionError         a file or definition that is not valid (names where and line)
+    │   │   ├── PersonaError        a persona file that cannot be read
+    │   │   └── SourceError         a knowledge source file or definition
     │   ├── UnknownPersona          a persona name nobody defined (lists the known ones)
-    │   ├── SourceError             a knowledge source file or definition that is not valid
     │   └── UnknownSource           a source name nobody defined (lists the known ones)
     ├── InvalidParams               a sampling value out of range, an unknown parameter
     ├── ModelError                  anything about the weights
@@ -46,12 +47,14 @@ class ConfigError(ChinwagError):
     """Settings, flags or environment variables that make no sense together."""
 
 
-class PersonaError(ConfigError):
-    """A persona file that cannot be parsed or validated.
+class DefinitionError(ConfigError):
+    """A definition (a file, or a body sent to the server) that cannot be parsed or
+    validated; the message starts with where: ``PATH:LINE: ``, or ``PATH: `` when the line
+    is unknown.
 
     Attributes:
-        path: the file, as given.
-        line: 1-based line of the problem when the YAML parser knows it, else None.
+        path: the file as given, or where the definition came from.
+        line: 1-based line of the problem when known, else None.
     """
 
     def __init__(self, message: str, *, path: str, line: int | None = None) -> None:
@@ -59,6 +62,10 @@ class PersonaError(ConfigError):
         super().__init__(f"{where}: {message}")
         self.path = path
         self.line = line
+
+
+class PersonaError(DefinitionError):
+    """A persona file that cannot be parsed or validated (see ``DefinitionError``)."""
 
 
 class UnknownPersona(ConfigError):
@@ -75,20 +82,10 @@ class UnknownPersona(ConfigError):
         self.known = known
 
 
-class SourceError(ConfigError):
-    """A knowledge source (a YAML file in the sources folder, one inline in a persona, or
-    one sent to ``PUT /sources/{name}``) that cannot be parsed or validated.
-
-    Attributes:
-        path: the file, or where the definition came from (``PUT /sources/news``).
-        line: 1-based line of the problem when known, else None.
-    """
-
-    def __init__(self, message: str, *, path: str, line: int | None = None) -> None:
-        where = f"{path}:{line}" if line is not None else path
-        super().__init__(f"{where}: {message}")
-        self.path = path
-        self.line = line
+class SourceError(DefinitionError):
+    """A knowledge source (a YAML file in the sources folder, or one sent to
+    ``PUT /sources/{name}``: then ``path`` is ``PUT /sources/news``) that cannot be parsed or
+    validated (see ``DefinitionError``)."""
 
 
 class UnknownSource(ConfigError):

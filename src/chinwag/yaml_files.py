@@ -55,6 +55,19 @@ class YamlDocument:
     data: Any
     lines: Mapping[KeyPath, int]
 
+    def named(self, name: str, fail: ErrorFactory, not_mapping: str,
+              line: int | None = 1) -> YamlDocument:
+        """The document of one named thing (a persona, a source): a mapping whose ``name``
+        defaults to ``name`` (a file's stem, a URL's path).
+
+        Raises:
+            Exception: what ``fail`` builds, with ``not_mapping`` at ``line``, when the data
+                is not a mapping.
+        """
+        if not isinstance(self.data, dict):
+            raise fail(not_mapping, line)
+        return YamlDocument({"name": name, **self.data}, self.lines)
+
     def line_of(self, loc: Sequence[Key]) -> int | None:
         """The line of the deepest prefix of ``loc`` found in the file: the key's own line,
         or, for a key that is missing, the line of the mapping it is missing from (None at
@@ -127,15 +140,25 @@ def parse_yaml(text: str, fail: ErrorFactory) -> YamlDocument:
     return YamlDocument(data, lines)
 
 
-def read_yaml(path: Path, fail: ErrorFactory) -> YamlDocument:
+def read_yaml(path: Path, fail: ErrorFactory, what: str | None = None) -> YamlDocument:
     """Read and parse a YAML file (UTF-8); see ``parse_yaml``.
 
+    Args:
+        what: what the file holds (``persona``): a file that cannot be read is then what
+            ``fail`` builds, ``cannot read persona file: No such file or directory``.
+
     Raises:
-        OSError: the file cannot be read (missing, a folder, no permission); each caller
-            words this itself.
+        OSError: the file cannot be read (missing, a folder, no permission), when ``what``
+            is None (the caller words it).
         Exception: what ``fail`` builds for a file that is not valid YAML.
     """
-    return parse_yaml(path.read_text(encoding="utf-8"), fail)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        if what is None:
+            raise
+        raise fail(f"cannot read {what} file: {e.strerror}", None) from None
+    return parse_yaml(text, fail)
 
 
 def _collect_lines(node: yaml.Node, prefix: KeyPath, lines: dict[KeyPath, int],

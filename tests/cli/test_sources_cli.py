@@ -18,20 +18,11 @@ from chinwag.backends.scripted import ScriptedBackend
 from chinwag.cli.app import app
 from chinwag.server import create_app
 from chinwag.settings import Settings
-from support.pages import PageServer, serve, stop
+from support.pages import PageServer
 from support.waiting import wait_until
 
 LOCAL = {"CHINWAG_FETCH_ALLOW_PRIVATE": "127.0.0.1/32"}
 
-
-@pytest.fixture
-def pages() -> Iterator[PageServer]:
-    """A page server on 127.0.0.1."""
-    running = serve("127.0.0.1")
-    try:
-        yield running[1]
-    finally:
-        stop(*running)
 
 
 @pytest.fixture

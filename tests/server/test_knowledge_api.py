@@ -6,7 +6,7 @@ serve``)."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from chinwag.knowledge import embeddings
 from chinwag.settings import Settings
-from support.pages import PageServer, serve, stop
+from support.pages import PageServer
 from support.server import error_of
 
 MOON = "The moon orbits the earth once every twenty-seven days and shows phases."
@@ -30,16 +30,6 @@ SENTENCES = ["A man is eating food.", "A man is eating a piece of bread.",
 def client(make_app: Callable[..., TestClient], tmp_path: Path) -> TestClient:
     """An app with its own database, allowed to fetch from 127.0.0.1."""
     return make_app(Settings(db=tmp_path / "chinwag.db", fetch_allow_private=["127.0.0.1/32"]))
-
-
-@pytest.fixture
-def pages() -> Iterator[PageServer]:
-    """The fetcher tests' page server on 127.0.0.1 (``/page`` says "hello")."""
-    running = serve("127.0.0.1")
-    try:
-        yield running[1]
-    finally:
-        stop(*running)
 
 
 def add(client: TestClient, collection: str, **body: Any) -> dict[str, Any]:

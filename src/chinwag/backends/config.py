@@ -81,10 +81,7 @@ def load_llm_config(path: Path) -> LLMConfig:
             the field.
     """
     fail = located(ConfigError, path)
-    try:
-        document = read_yaml(path, fail)
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read LLM config: {e.strerror or e}") from None
+    document = read_yaml(path, fail, "LLM config")
     if not isinstance(document.data, dict):
         raise fail("an LLM config must be a mapping with at least 'backend' "
                    f"(one of {', '.join(BACKENDS)})", None)

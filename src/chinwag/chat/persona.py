@@ -35,7 +35,6 @@ from __future__ import annotations
 import dataclasses
 import string
 from collections.abc import Sequence
-from dataclasses import replace
 from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, get_type_hints
@@ -187,14 +186,9 @@ def load_persona_file(path: Path) -> Persona:
     def fail(message: str, line: int | None) -> PersonaError:
         return PersonaError(message, path=str(path), line=line)
 
-    try:
-        document = read_yaml(path, fail)
-    except OSError as e:
-        raise PersonaError(f"cannot read persona file: {e.strerror}", path=str(path)) from None
-    if not isinstance(document.data, dict):
-        raise fail("a persona file must be a mapping (name: ..., system_prompt: ...)", 1)
-    named = replace(document, data={"name": path.stem, **document.data})
-    return named.validate(Persona.model_validate, fail)
+    document = read_yaml(path, fail, "persona").named(
+        path.stem, fail, "a persona file must be a mapping (name: ..., system_prompt: ...)")
+    return document.validate(Persona.model_validate, fail)
 
 
 def builtin_personas_dir() -> Path:

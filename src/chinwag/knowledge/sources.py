@@ -162,9 +162,8 @@ def _validated(document: YamlDocument, name: str, fail: ErrorFactory,
         SourceError: (what ``fail`` builds) not a mapping (at ``top_line``), or an invalid
             field (at its key's line).
     """
-    if not isinstance(document.data, dict):
-        raise fail("a source must be a mapping (kind: ..., url: ...)", top_line)
-    named = YamlDocument({"name": name, **document.data}, document.lines)
+    named = document.named(name, fail, "a source must be a mapping (kind: ..., url: ...)",
+                           top_line)
     return named.validate(Source.model_validate, fail)
 
 
@@ -199,11 +198,7 @@ def load_source_file(path: Path) -> Source:
     def fail(message: str, line: int | None) -> SourceError:
         return SourceError(message, path=str(path), line=line)
 
-    try:
-        document = read_yaml(path, fail)
-    except OSError as e:
-        raise SourceError(f"cannot read source file: {e.strerror}", path=str(path)) from None
-    return _validated(document, path.stem, fail, 1)
+    return _validated(read_yaml(path, fail, "source"), path.stem, fail, 1)
 
 
 def source_paths(folder: Path) -> list[Path]:
