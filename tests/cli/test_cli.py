@@ -221,9 +221,8 @@ def test_export_to_a_path_that_cannot_be_written_is_one_clear_error(tmp_path: Pa
 @pytest.mark.slow
 def test_piped_chat_reads_a_page_and_says_so(tmp_path: Path, pages: PageServer) -> None:
     result = run("chat", "--persona", "villager", "--temperature", "0", "--max-tokens", "12",
-                 "--db", str(tmp_path / "chinwag.db"),
-                 stdin=f"{pages.url('/article')} How old is Moss?\nAnd her name?\n",
-                 env={"CHINWAG_FETCH_ALLOW_PRIVATE": "127.0.0.1/32"})
+                 "--db", str(tmp_path / "chinwag.db"), "--fetch-allow-private", "127.0.0.1/32",
+                 stdin=f"{pages.url('/article')} How old is Moss?\nAnd her name?\n")
     assert result.returncode == 0, result.stderr
     shown = [line for line in result.stderr.splitlines() if line.startswith("sources:")]
     assert shown[0].startswith(f"sources: Goats of Limbo ({pages.url('/article')}), ")

@@ -16,6 +16,7 @@ from chinwag.cli.common import (
     ChatFormatOpt,
     ConfigOpt,
     DbOpt,
+    FetchAllowOpt,
     LlmOpt,
     MaxTokensOpt,
     MinPOpt,
@@ -49,7 +50,7 @@ def chat(
     model: ModelOpt = None, llm: LlmOpt = None, chat_format: ChatFormatOpt = None,
     n_ctx: NCtxOpt = None, n_batch: NBatchOpt = None,
     threads: ThreadsOpt = None, personas_dir: PersonasOpt = None, sources_dir: SourcesOpt = None,
-    config: ConfigOpt = None,
+    fetch_allow_private: FetchAllowOpt = None, config: ConfigOpt = None,
     user: Annotated[str | None, typer.Option(
         "--user", help="Your name: in the conversation (default: the persona's user_name) and "
         "in the database, whose conversations are yours (default: your login name).",
@@ -68,7 +69,7 @@ def chat(
     settings = settings_from(config, persona=persona, model=model, llm=llm,
                              chat_format=chat_format, n_ctx=n_ctx, n_batch=n_batch,
                              n_threads=threads, personas_dir=personas_dir, sources_dir=sources_dir,
-                             db=db,
+                             fetch_allow_private=fetch_allow_private, db=db,
                              parallel=1)  # one person: one sequence at a time
     found = get_persona(settings.persona, settings.user_personas_dir())
     if found.llm and not settings.llm and not settings.model:

@@ -74,6 +74,8 @@ ThreadsOpt = Annotated[int | None, setting_option("n_threads", "--threads", "-t"
 ConfigOpt = Annotated[Path | None, setting_option("config", "--config")]
 PersonasOpt = Annotated[Path | None, setting_option("personas_dir", "--personas")]
 SourcesOpt = Annotated[Path | None, setting_option("sources_dir", "--sources")]
+FetchAllowOpt = Annotated[str | None, setting_option("fetch_allow_private",
+                                                     "--fetch-allow-private")]
 DbOpt = Annotated[Path | None, setting_option("db", "--db")]
 
 MaxTokensOpt = Annotated[int | None, sampling_option("max_tokens", "--max-tokens", "-n")]

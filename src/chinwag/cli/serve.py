@@ -13,6 +13,7 @@ from chinwag.cli.common import (
     ChatFormatOpt,
     ConfigOpt,
     DbOpt,
+    FetchAllowOpt,
     LlmOpt,
     ModelOpt,
     NBatchOpt,
@@ -54,8 +55,7 @@ def serve(
     kv_cache_dir: Annotated[Path | None, setting_option("kv_cache_dir", "--kv-cache-dir")] = None,
     kv_cache_disk: Annotated[str | None, setting_option(
         "kv_cache_disk", "--kv-cache-disk")] = None,
-    fetch_allow_private: Annotated[str | None, setting_option(
-        "fetch_allow_private", "--fetch-allow-private")] = None,
+    fetch_allow_private: FetchAllowOpt = None,
 ) -> None:
     """Serve personas over HTTP: OpenAI-compatible API, persona endpoints, websocket, web page."""
     import uvicorn
