@@ -18,7 +18,7 @@ EXPECTED = {
     "EmbeddingsUnavailable", "Example",
     "FetchError", "FormatError", "HttpBackend", "HumanBackend", "InvalidParams",
     "LanguageBackend", "LlamaCppBackend", "Message", "ModelError", "ModelInfo", "ModelLoadError",
-    "ModelNotFound", "OpenAIBackend", "Overloaded", "Persona", "PersonaError", "Prompt",
+    "ModelNotFound", "NPCBusy", "OpenAIBackend", "Overloaded", "Persona", "PersonaError", "Prompt",
     "RemoteError", "SamplingParams", "SchemaError", "ScriptedBackend", "Settings", "SourceError",
     "Speakers", "Store", "StoreCorrupt", "StoreError", "StoreVersionError", "TokenEvent",
     "TransformersBackend", "UnknownPersona", "UnknownSource", "Usage", "collect", "get_persona",

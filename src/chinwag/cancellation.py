@@ -14,10 +14,16 @@ layers in between (chatbot, backend base class) need not pass it along.
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
+from concurrent.futures import Executor
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class CancelScope:
@@ -63,3 +69,64 @@ def on_cancel(callback: Callable[[], None]) -> None:
     scope = _current.get()
     if scope is not None:
         scope.add(callback)
+
+
+@dataclass
+class _Failure:
+    error: BaseException
+
+
+_END = object()
+
+
+async def stream_in_thread(start: Callable[[], Iterator[T]],
+                           executor: Executor | None = None) -> AsyncGenerator[T, None]:
+    """Yield what ``start()`` yields, produced in a worker thread (of ``executor``, default:
+    the event loop's) inside a ``CancelScope``.
+
+    ``start`` is called in the worker; what it raises is raised here. Closing this async
+    iterator early (or cancelling the task reading it) stops the generator at its next item,
+    even one blocked in the backend (the scope is cancelled), closes it, and waits for the
+    worker to let go before returning.
+    """
+    loop = asyncio.get_running_loop()
+    items: asyncio.Queue[object] = asyncio.Queue()
+    stop = threading.Event()
+    scope = CancelScope()
+
+    def put(item: object) -> None:
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(items.put_nowait, item)
+
+    def work() -> None:
+        try:
+            with cancel_scope(scope):
+                iterator = start()
+                try:
+                    for item in iterator:
+                        if stop.is_set():
+                            break
+                        put(item)
+                finally:
+                    close = getattr(iterator, "close", None)
+                    if close is not None:
+                        close()
+            put(_END)
+        except BaseException as e:  # handed to the awaiting task
+            put(_Failure(e))
+
+    done = loop.run_in_executor(executor, work)
+    try:
+        while True:
+            item = await items.get()
+            if item is _END:
+                break
+            if isinstance(item, _Failure):
+                raise item.error
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        if not done.done():
+            scope.cancel()  # the worker may be blocked inside the backend, reading nothing
+            # wait for the worker to let go of the model before the next request starts
+            await asyncio.shield(done)

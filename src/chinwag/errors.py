@@ -33,7 +33,8 @@ server) translate these classes, and only these, into messages and status codes:
     │   ├── ConversationNotFound    no conversation with that id
     │   ├── DocumentNotFound        no document with that id in a fact collection
     │   └── BadExport               a conversation export that cannot be imported (names fields)
-    └── Cancelled                   generation stopped by the caller (Ctrl-C, a closed stream)
+    ├── Cancelled                   generation stopped by the caller (Ctrl-C, a closed stream)
+    └── NPCBusy                     an NPC still answering the player talking (on_busy: reject)
 """
 
 from __future__ import annotations
@@ -302,3 +303,18 @@ class BadExport(StoreError):
 
 class Cancelled(ChinwagError):
     """Generation was stopped by the caller before it finished."""
+
+
+class NPCBusy(ChinwagError):
+    """An NPC is still answering a player who talks to it again, and it rejects talk while
+    busy (``on_busy="reject"``; HTTP 409).
+
+    Attributes:
+        npc: the NPC's id.
+        player: the player's id.
+    """
+
+    def __init__(self, npc: str, player: str) -> None:
+        super().__init__(f"{npc} is still answering {player}; wait for the reply or cancel it")
+        self.npc = npc
+        self.player = player

@@ -15,7 +15,14 @@ from typing import Any
 
 from chinwag.backends.base import LanguageBackend
 from chinwag.chat.fitting import tidy_reply
-from chinwag.chat.memory import in_window, replayable, summarize
+from chinwag.chat.memory import (
+    Heard,
+    fold_overheard,
+    in_window,
+    replayable,
+    summarize,
+    with_overheard,
+)
 from chinwag.chat.persona import Persona
 from chinwag.chat.turn import Turn, build_turn
 from chinwag.knowledge.policy import OnSourceError
@@ -69,7 +76,7 @@ class Chatbot:
         self.summary = ""
         self.summarized_through = -1
         self.user_facts: list[str] = []
-        self._left_out: list[StoredMessage] = []
+        self._left_out: list[StoredMessage | Heard] = []
         if store is not None:
             self._open(store, conversation)
 
@@ -157,11 +164,12 @@ class Chatbot:
         return turn.prompt, left_out
 
     def _build(self, text: str, context: Sequence[ContextPiece]) -> tuple[Turn, int]:
-        usable = replayable(self.log)
+        usable, heard = fold_overheard(replayable(self.log))
         window = in_window(usable, self.persona.memory)
         turn = build_turn(
             self.backend, self.persona,
-            [*(Message(m.role, m.content) for m in window), Message("user", text)],
+            [*(Message(m.role, m.content) for m in window),
+             Message("user", with_overheard(heard, text))],
             self.params, user=self.user, summary=self.summary, facts=self.user_facts,
             context=context, counts=[*(m.tokens for m in window), None])
         sent = window[turn.dropped:]
@@ -281,6 +289,25 @@ class Chatbot:
                                    tokens=tokens, complete=complete)
         self.log[-1] = StoredMessage(**{**asked.__dict__, "complete": complete})
         self.log.append(answer)
+
+    def take_back(self) -> int:
+        """Forget the last turn if it did not complete (the last user message and what
+        follows it), from the store too: a turn cancelled or failed that should leave no
+        trace (``npc``). Returns how many messages were forgotten (0: the last turn
+        completed, or there is none).
+
+        Raises:
+            StoreError: the store cannot be written.
+        """
+        asked = next((m for m in reversed(self.log) if m.role == "user"), None)
+        if asked is None or asked.complete:
+            return 0
+        if self.store is not None and self.conversation is not None:
+            self.store.delete_messages_from(self.conversation.id, asked.seq)
+        gone = [m for m in self.log if m.seq >= asked.seq]
+        self.log = [m for m in self.log if m.seq < asked.seq]
+        self.last = None
+        return len(gone)
 
     def summary_due(self) -> bool:
         """Whether the persona keeps a summary and at least ``summary_batch`` messages left

@@ -15,18 +15,23 @@ never fails because the history is long; only a message that cannot fit with no 
 error (``ContextOverflow``, with both token counts).
 
 Pinned facts (the persona's ``facts`` and facts stored for a user) are always sent.
+
+Lines an NPC overheard are ``system`` messages inside a conversation; ``fold_overheard``
+joins them, in brackets, to the user message after them, so every chat format still sees
+user and assistant taking turns.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from chinwag.backends.base import LanguageBackend
 from chinwag.prompting.base import Speakers
-from chinwag.types import ContextPiece, Message, SamplingParams, TokenEvent
+from chinwag.types import ContextPiece, Message, Role, SamplingParams, TokenEvent
 
 
 class MemoryPolicy(BaseModel):
@@ -121,6 +126,47 @@ def replayable(history: Sequence[R]) -> list[R]:
             continue
         out.append(m)
     return out
+
+
+@dataclass(frozen=True)
+class Heard:
+    """A user message with the lines the persona overheard before it joined in front
+    (``fold_overheard``); ``seq`` is the first overheard line's, ``tokens`` unknown."""
+
+    role: Role
+    content: str
+    seq: int
+    tokens: int | None = None
+
+
+def with_overheard(lines: Sequence[str], text: str) -> str:
+    """A user message with the lines overheard before it, each in brackets on its own line,
+    in front: ``"[Bob: Hello.]\\nhi"``."""
+    return "".join(f"[{line}]\n" for line in lines) + text
+
+
+def fold_overheard(history: Sequence[R]) -> tuple[list[R | Heard], list[str]]:
+    """Join the ``system`` messages inside a conversation (lines the persona overheard,
+    ``NPC.overhear``) to the user message after them, so that user and assistant keep
+    taking turns (``with_overheard``).
+
+    Returns:
+        The messages, and the overheard lines that no user message follows yet (they go in
+        front of the next one).
+    """
+    out: list[R | Heard] = []
+    pending: list[R] = []
+    for m in history:
+        if m.role == "system":
+            pending.append(m)
+        elif m.role == "user" and pending:
+            out.append(Heard("user", with_overheard([p.content for p in pending], m.content),
+                             pending[0].seq))
+            pending = []
+        else:  # lines before an assistant reply (never written so) would break the turns
+            pending = []
+            out.append(m)
+    return out, [p.content for p in pending]
 
 
 def in_window(history: Sequence[R], policy: MemoryPolicy) -> list[R]:

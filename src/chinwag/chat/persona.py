@@ -25,6 +25,10 @@ A persona file::
                                    # definitions: knowledge.sources)
     context: {budget_tokens: 1000, on_source_error: skip}   # knowledge.policy
     knowledge: {collections: [village-lore], top_k: 4, budget_tokens: 800}
+    thinking_lines:                # what an NPC shows while the model is slow (chinwag.npc)
+      - "{name} ponders your words..."
+    fallback_lines:                # what an NPC says when the model fails
+      - "{name} looks at you blankly."
 
 User files (``~/.config/chinwag/personas/*.yaml`` or ``--personas DIR``) override built-ins of
 the same name.
@@ -58,6 +62,8 @@ from chinwag.types import ContextPiece, Message, SamplingParams
 from chinwag.yaml_files import read_yaml
 
 PLACEHOLDERS = ("name", "description", "location", "user")
+DEFAULT_THINKING_LINES = ("{name} ponders your words...", "{name} is still thinking...")
+DEFAULT_FALLBACK_LINES = ("{name} looks at you blankly, lost in thought.",)
 
 
 def _in_range(name: str) -> AfterValidator:
@@ -127,14 +133,19 @@ class Persona(BaseModel):
     sources: tuple[str | Source, ...] = ()
     context: ContextPolicy = Field(default_factory=lambda: ContextPolicy())
     knowledge: CollectionsPolicy = Field(default_factory=lambda: CollectionsPolicy())
+    thinking_lines: tuple[str, ...] = DEFAULT_THINKING_LINES
+    fallback_lines: tuple[str, ...] = Field(default=DEFAULT_FALLBACK_LINES, min_length=1)
 
     @field_validator("system_prompt")
     @classmethod
     def _known_placeholders(cls, value: str) -> str:
-        for _, field, _, _ in string.Formatter().parse(value):
-            if field is not None and field not in PLACEHOLDERS:
-                raise ValueError(f"unknown placeholder {{{field}}}; use "
-                                 + ", ".join("{" + p + "}" for p in PLACEHOLDERS))
+        return _check_placeholders(value)
+
+    @field_validator("thinking_lines", "fallback_lines")
+    @classmethod
+    def _known_placeholders_in_lines(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for line in value:
+            _check_placeholders(line)
         return value
 
     @property
@@ -148,8 +159,13 @@ class Persona(BaseModel):
 
     def system_text(self, user: str | None = None) -> str:
         """The system prompt with its placeholders filled in."""
-        return self.system_prompt.format(name=self.display_name, description=self.description,
-                                         location=self.location, user=user or self.user_name)
+        return self.fill(self.system_prompt, user)
+
+    def fill(self, template: str, user: str | None = None) -> str:
+        """``template`` (the system prompt, a thinking or fallback line) with {name},
+        {description}, {location} and {user} filled in."""
+        return template.format(name=self.display_name, description=self.description,
+                               location=self.location, user=user or self.user_name)
 
     def preamble(self, user: str | None = None, *, summary: str = "",
                  facts: Sequence[str] = (), context: Sequence[ContextPiece] = ()
@@ -173,6 +189,14 @@ class Persona(BaseModel):
     def sampling_params(self, base: SamplingParams | None = None) -> SamplingParams:
         """``base`` (default: chinwag's defaults) with this persona's sampling settings on top."""
         return (base or SamplingParams()).with_(**self.sampling)
+
+
+def _check_placeholders(value: str) -> str:
+    for _, field, _, _ in string.Formatter().parse(value):
+        if field is not None and field not in PLACEHOLDERS:
+            raise ValueError(f"unknown placeholder {{{field}}}; use "
+                             + ", ".join("{" + p + "}" for p in PLACEHOLDERS))
+    return value
 
 
 def load_persona_file(path: Path) -> Persona:

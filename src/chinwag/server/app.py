@@ -23,6 +23,7 @@ from chinwag.backends.base import LanguageBackend
 from chinwag.server import (
     conversations_api,
     knowledge_api,
+    npc_api,
     openai_api,
     ops_api,
     persona_api,
@@ -144,6 +145,7 @@ def create_app(settings: Settings, backend: LanguageBackend | None = None, *,
     app.include_router(conversations_api.router)
     app.include_router(knowledge_api.router)
     app.include_router(sources_api.router)
+    app.include_router(npc_api.router)
     if STATIC.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from chinwag.errors import (
     BackendError,
     BadExport,
+    Cancelled,
     ChinwagError,
     ConfigError,
     ContextOverflow,
@@ -24,6 +25,7 @@ from chinwag.errors import (
     FormatError,
     InvalidParams,
     ModelError,
+    NPCBusy,
     Overloaded,
     RemoteError,
     SchemaError,
@@ -79,6 +81,10 @@ def from_chinwag(e: ChinwagError) -> APIError:
         return APIError(400, str(e), param="document", code="invalid_export")
     if isinstance(e, FetchError):  # a source the caller named could not be used: its code says why
         return APIError(422, str(e), param="url", code=e.code)
+    if isinstance(e, NPCBusy):
+        return APIError(409, str(e), param="player", code="npc_busy")
+    if isinstance(e, Cancelled):  # stopped by another request (POST /npc/{persona}/cancel)
+        return APIError(409, str(e), code="cancelled")
     if isinstance(e, StoreError):
         return APIError(500, str(e), type="server_error", code="store_error")
     if isinstance(e, Overloaded):

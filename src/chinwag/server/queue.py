@@ -17,25 +17,16 @@ inside a ``CancelScope`` that the backend registers its stop with), and frees it
 from __future__ import annotations
 
 import asyncio
-import threading
+import contextlib
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import TypeVar
 
-from chinwag.cancellation import CancelScope, cancel_scope
+from chinwag.cancellation import stream_in_thread
 from chinwag.errors import Overloaded
 
 T = TypeVar("T")
-
-
-@dataclass
-class _Failure:
-    error: BaseException
-
-
-_END = object()
 
 
 class GenerationQueue:
@@ -125,47 +116,9 @@ class GenerationQueue:
         self._on_depth(self._waiting)
 
     async def _run(self, start: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
-        loop = asyncio.get_running_loop()
-        items: asyncio.Queue[object] = asyncio.Queue()
-        stop = threading.Event()
-        scope = CancelScope()
-
-        def put(item: object) -> None:
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(items.put_nowait, item)
-
-        def work() -> None:
-            try:
-                with cancel_scope(scope):
-                    iterator = start()
-                    try:
-                        for item in iterator:
-                            if stop.is_set():
-                                break
-                            put(item)
-                    finally:
-                        close = getattr(iterator, "close", None)
-                        if close is not None:
-                            close()
-                put(_END)
-            except BaseException as e:  # handed to the awaiting request
-                put(_Failure(e))
-
-        done = loop.run_in_executor(self._executor, work)
-        try:
-            while True:
-                item = await items.get()
-                if item is _END:
-                    break
-                if isinstance(item, _Failure):
-                    raise item.error
-                yield item  # type: ignore[misc]
-        finally:
-            stop.set()
-            if not done.done():
-                scope.cancel()  # the worker may be blocked inside the backend, reading nothing
-                # wait for the worker to let go of the model before the next request starts
-                await asyncio.shield(done)
+        async with contextlib.aclosing(stream_in_thread(start, self._executor)) as items:
+            async for item in items:
+                yield item
 
     def close(self) -> None:
         """Stop the worker thread (after the running generation ends)."""

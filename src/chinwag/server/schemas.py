@@ -133,6 +133,35 @@ class ToilRequest(_Body):
     on_source_error: Literal["skip", "fail"] | None = None
 
 
+class NPCTalkRequest(_Body):
+    """``POST /npc/{persona}/talk``: ``context`` fills the persona's {name}, {description},
+    {location} and {user} (the player's display name) for this turn."""
+
+    npc: str = Field(min_length=1, max_length=200)
+    player: str = Field(min_length=1, max_length=200)
+    text: str = Field(min_length=1)
+    context: dict[str, str] = Field(default_factory=dict)
+    thinking_after: float | None = Field(None, ge=0)
+    stream: bool = True
+    on_busy: Literal["queue", "reject"] = "queue"
+
+
+class NPCOverhearRequest(_Body):
+    """``POST /npc/{persona}/overhear``: ``speaker`` said ``text`` where ``hearers`` heard it."""
+
+    npc: str = Field(min_length=1, max_length=200)
+    speaker: str = Field(min_length=1)
+    text: str = Field(min_length=1)
+    hearers: list[str] = Field(min_length=1)
+
+
+class NPCCancelRequest(_Body):
+    """``POST /npc/{persona}/cancel``: stop answering ``player``."""
+
+    npc: str = Field(min_length=1, max_length=200)
+    player: str = Field(min_length=1, max_length=200)
+
+
 class GenerateRequest(_Body):
     """text-generation-webui's legacy ``/api/v1/generate`` body (what Evennia's contrib sends)."""
 

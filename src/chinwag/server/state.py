@@ -22,11 +22,12 @@ from chinwag.chat.persona import Persona, load_personas
 from chinwag.errors import ChinwagError, InvalidParams, UnknownPersona
 from chinwag.knowledge.policy import OnSourceError
 from chinwag.knowledge.service import Knowledge
+from chinwag.npc import NPC
 from chinwag.prompting import Prompt
 from chinwag.server.metrics import Metrics
 from chinwag.server.queue import GenerationQueue
 from chinwag.settings import Settings
-from chinwag.store import Store
+from chinwag.store import Conversation, Store
 from chinwag.types import Done, Event, EventStream, SamplingParams
 
 log = logging.getLogger("chinwag.server")
@@ -64,6 +65,8 @@ class ServerState:
         turn_locks: the lock of each stored conversation with a turn running or waiting, so
             that its turns never overlap (weak: a lock goes when no turn needs it).
         background: summaries being written after their replies were sent.
+        npcs: the game NPCs talked to through the NPC API, by (persona, NPC id), made on
+            first use.
     """
 
     settings: Settings
@@ -78,6 +81,7 @@ class ServerState:
     turn_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = field(
         default_factory=weakref.WeakValueDictionary)
     background: set[asyncio.Task[None]] = field(default_factory=set)
+    npcs: dict[tuple[str, str], NPC] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: Settings, backend: LanguageBackend) -> ServerState:
@@ -214,7 +218,7 @@ class ServerState:
         lock = self._turn_lock(cid) if cid else asyncio.Lock()
         async with lock:
             timer = self.metrics.timer()
-            line = f"user:{chatbot.user}" if chatbot.user else who
+            line = f"user:{_owner(chatbot)}" if _owner(chatbot) else who
             queue = self.model_for(chatbot.persona)[1]
             async for piece in queue.stream(lambda: chatbot.send(text, gathered), line):
                 timer.piece()
@@ -225,6 +229,22 @@ class ServerState:
             task = asyncio.get_running_loop().create_task(self._summarize(chatbot))
             self.background.add(task)
             task.add_done_callback(self.background.discard)
+
+    def npc(self, persona: Persona, npc_id: str) -> NPC:
+        """The NPC ``npc_id`` of ``persona`` (made on first use): its turns run through
+        ``chat_turn``, its memory is in the server's database."""
+        found = self.npcs.get((persona.name, npc_id))
+        if found is None:
+            backend = self.model_for(persona)[0]
+
+            def chatbot(persona: Persona, user: str | None,
+                        conversation: Conversation) -> Chatbot:
+                return Chatbot(backend, persona, user=user, store=self.store,
+                               conversation=conversation, knowledge=self.knowledge)
+
+            found = self.npcs[(persona.name, npc_id)] = NPC(
+                persona, chatbot, self.store, npc_id=npc_id, runner=self.chat_turn)
+        return found
 
     def _turn_lock(self, conversation: str) -> asyncio.Lock:
         """The lock of a stored conversation's turns. It lives as long as a turn holds it or
@@ -239,7 +259,7 @@ class ServerState:
         try:
             queue = self.model_for(chatbot.persona)[1]
             async for _ in queue.stream(lambda: iter([chatbot.update_summary()]),
-                                        f"user:{chatbot.user}"):
+                                        f"user:{_owner(chatbot)}"):
                 pass
         except ChinwagError as e:
             log.warning("summary of conversation %s not updated: %s",
@@ -258,6 +278,11 @@ class ServerState:
         self.store.close()
         if close_backend:
             self.backend.close()
+
+
+def _owner(chatbot: Chatbot) -> str | None:
+    """Whose conversation it is (an NPC's chatbot calls the player by a display name)."""
+    return chatbot.conversation.user if chatbot.conversation is not None else chatbot.user
 
 
 def requester(request: Any, user: str | None = None) -> str:

@@ -1,15 +1,18 @@
 """The conversation database: conversations, their messages and pinned facts in one SQLite file.
 
-Schema (version 2; times are unix seconds)::
+Schema (version 3; times are unix seconds)::
 
     conversations  id TEXT PRIMARY KEY (uuid4 hex), persona, user (NULL: nobody in particular),
                    created_at, updated_at (the last message added),
                    summary ('' when none), summarized_through (seq of the last message the
-                   summary covers, -1 when none)
+                   summary covers, -1 when none), scope ('' for the persona's own
+                   conversations; an NPC's id for that NPC's memory of a player: version 3)
     messages       id (autoincrement), conversation_id -> conversations ON DELETE CASCADE,
                    seq (0, 1, 2... within its conversation), role (system/user/assistant),
                    content, created_at, tokens (NULL when unknown),
-                   complete (0 while a turn is under way or after it failed), UNIQUE(conv, seq)
+                   complete (0 while a turn is under way or after it failed), UNIQUE(conv, seq);
+                   a ``system`` message inside a conversation is a line the persona
+                   overheard (``npc``), joined to the next user message in prompts
     facts          id (autoincrement), persona, user, text, created_at: what a user asked
                    the persona to remember (persona-wide facts live in persona files)
     conversation_context  (conversation_id, key) -> name, kind, url, title, describe, text,
@@ -140,6 +143,11 @@ MIGRATIONS: tuple[str, ...] = (
         INSERT INTO knowledge_fts (knowledge_fts, rowid, text) VALUES ('delete', old.id, old.text);
     END;
     """,
+    # 3: a conversation's scope: an NPC's id keeps each NPC's memory of a player apart
+    """
+    ALTER TABLE conversations ADD COLUMN scope TEXT NOT NULL DEFAULT '';
+    CREATE INDEX conversations_by_scope ON conversations (persona, user, scope, updated_at);
+    """,
 )
 SCHEMA_VERSION: int = len(MIGRATIONS)
 
@@ -148,7 +156,7 @@ EXPORT_VERSION = 1
 
 _CONVERSATION = """
     SELECT id, persona, user, created_at, updated_at, summary, summarized_through,
-           (SELECT COUNT(*) FROM messages WHERE conversation_id = conversations.id)
+           (SELECT COUNT(*) FROM messages WHERE conversation_id = conversations.id), scope
     FROM conversations
 """
 _MESSAGE = """
@@ -212,6 +220,8 @@ class Conversation:
         summary: a summary of the older messages, ``""`` when none.
         summarized_through: seq of the last message the summary covers, -1 when none.
         message_count: how many messages it has.
+        scope: ``""`` for the persona's own conversations; an NPC's id for the memory that
+            NPC keeps of ``user`` (two NPCs of one persona remember a player apart).
     """
 
     id: str
@@ -222,6 +232,7 @@ class Conversation:
     summary: str
     summarized_through: int
     message_count: int
+    scope: str = ""
 
 
 class Store:
@@ -267,11 +278,13 @@ class Store:
     # -- conversations -------------------------------------------------------------------
 
     def create_conversation(self, persona: str, user: str | None,
-                            conversation_id: str | None = None) -> Conversation:
+                            conversation_id: str | None = None, *,
+                            scope: str = "") -> Conversation:
         """Start a new, empty conversation.
 
         Args:
             conversation_id: the id to give it (default: a new uuid4 hex).
+            scope: ``""``, or the NPC whose memory of ``user`` it is.
 
         Raises:
             StoreError: a conversation already has that id.
@@ -280,7 +293,7 @@ class Store:
             if conversation_id is not None and _exists(db, conversation_id):
                 raise StoreError(f"{self.path}: a conversation with id {conversation_id!r} "
                                  "already exists")
-            return _insert_conversation(db, persona, user, conversation_id)
+            return _insert_conversation(db, persona, user, conversation_id, scope=scope)
 
     def get_conversation(self, conversation_id: str) -> Conversation:
         """The conversation with this id.
@@ -291,19 +304,26 @@ class Store:
         with self._transaction("read a conversation", write=False) as db:
             return _conversation(db, conversation_id)
 
-    def latest_conversation(self, persona: str, user: str) -> Conversation | None:
-        """The conversation of this persona and user updated most recently, or None."""
+    def latest_conversation(self, persona: str, user: str, *,
+                            scope: str = "") -> Conversation | None:
+        """The conversation of this persona and user (in ``scope``: ``""``, or an NPC's
+        id) updated most recently, or None."""
         with self._transaction("read conversations", write=False) as db:
-            return _latest(db, persona, user)
+            return _latest(db, persona, user, scope)
 
-    def conversation_for(self, persona: str, user: str) -> Conversation:
+    def conversation_for(self, persona: str, user: str, *, scope: str = "") -> Conversation:
         """The conversation to resume with this persona and user: the latest, or a new one.
+
+        Args:
+            scope: ``""`` for the persona's own conversations, an NPC's id for the memory
+                that NPC keeps of ``user``.
 
         Looking and creating happen in one transaction, so two processes asking at once get
         the same conversation.
         """
         with self._transaction("find or create a conversation") as db:
-            return _latest(db, persona, user) or _insert_conversation(db, persona, user)
+            return (_latest(db, persona, user, scope)
+                    or _insert_conversation(db, persona, user, scope=scope))
 
     def list_conversations(self, *, user: str | None = None,
                            persona: str | None = None) -> list[Conversation]:
@@ -368,6 +388,22 @@ class Store:
         """
         with self._transaction("add a message") as db:
             return _append(db, conversation_id, role, content, tokens, complete)
+
+    def delete_messages_from(self, conversation_id: str, seq: int) -> int:
+        """Delete the messages of a conversation from ``seq`` on (a turn taken back: a
+        cancelled or failed NPC reply).
+
+        Returns:
+            How many were deleted.
+
+        Raises:
+            ConversationNotFound: no conversation has that id.
+        """
+        with self._transaction("delete messages") as db:
+            if not _exists(db, conversation_id):
+                raise ConversationNotFound(conversation_id)
+            return db.execute("DELETE FROM messages WHERE conversation_id = ? AND seq >= ?",
+                              (conversation_id, seq)).rowcount
 
     def begin_turn(self, conversation_id: str, text: str, *,
                    tokens: int | None = None) -> StoredMessage:
@@ -511,8 +547,9 @@ class Store:
             "created_at", "updated_at", "summary", "summarized_through", "messages":
             [{"role", "content", "created_at", "tokens", "complete"}, ...], "context":
             [{"key", "name", "kind", "text", "tokens", "url", "title", "describe",
-            "fetched_at"}, ...]}``, times in unix seconds, messages in order, the knowledge
-            kept with it oldest first (``context`` may be missing from older exports).
+            "fetched_at"}, ...], "scope"}``, times in unix seconds, messages in order, the
+            knowledge kept with it oldest first (``context`` and ``scope`` may be missing
+            from older exports).
 
         Raises:
             ConversationNotFound: no conversation has that id.
@@ -538,6 +575,7 @@ class Store:
                 for m in map(_message, rows)
             ],
             "context": [dataclasses.asdict(piece) for piece in context],
+            "scope": conversation.scope,
         }
 
     def import_conversation(self, data: Any) -> Conversation:
@@ -557,7 +595,7 @@ class Store:
             conversation = _insert_conversation(
                 db, doc.persona, doc.user, conversation_id, created_at=doc.created_at,
                 updated_at=doc.updated_at, summary=doc.summary,
-                summarized_through=doc.summarized_through)
+                summarized_through=doc.summarized_through, scope=doc.scope)
             db.executemany(
                 "INSERT INTO messages (conversation_id, seq, role, content, created_at, tokens,"
                 " complete) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -697,9 +735,10 @@ def _conversation(db: sqlite3.Connection, conversation_id: str) -> Conversation:
     return Conversation(*row)
 
 
-def _latest(db: sqlite3.Connection, persona: str, user: str) -> Conversation | None:
-    row = db.execute(_CONVERSATION + " WHERE persona = ? AND user = ?" + _NEWEST_FIRST
-                     + " LIMIT 1", (persona, user)).fetchone()
+def _latest(db: sqlite3.Connection, persona: str, user: str,
+            scope: str = "") -> Conversation | None:
+    row = db.execute(_CONVERSATION + " WHERE persona = ? AND user = ? AND scope = ?"
+                     + _NEWEST_FIRST + " LIMIT 1", (persona, user, scope)).fetchone()
     return None if row is None else Conversation(*row)
 
 
@@ -716,19 +755,20 @@ def _owner_filter(user: str | None, persona: str | None) -> tuple[str, list[str]
 def _insert_conversation(db: sqlite3.Connection, persona: str, user: str | None,
                          conversation_id: str | None = None, *, created_at: float | None = None,
                          updated_at: float | None = None, summary: str = "",
-                         summarized_through: int = -1) -> Conversation:
+                         summarized_through: int = -1, scope: str = "") -> Conversation:
     now = _now()
     conversation = Conversation(
         id=conversation_id if conversation_id is not None else uuid.uuid4().hex,
         persona=persona, user=user,
         created_at=now if created_at is None else created_at,
         updated_at=now if updated_at is None else updated_at,
-        summary=summary, summarized_through=summarized_through, message_count=0)
+        summary=summary, summarized_through=summarized_through, message_count=0,
+        scope=scope)
     db.execute(
         "INSERT INTO conversations (id, persona, user, created_at, updated_at, summary,"
-        " summarized_through) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        " summarized_through, scope) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (conversation.id, persona, user, conversation.created_at, conversation.updated_at,
-         summary, summarized_through))
+         summary, summarized_through, scope))
     return conversation
 
 
@@ -802,6 +842,7 @@ class _Export(BaseModel):
     summarized_through: int = Field(ge=-1)
     messages: list[_ExportedMessage]
     context: list[_ExportedContext] = Field(default_factory=list)
+    scope: str = ""
 
     @model_validator(mode="after")
     def _summary_covers_stored_messages(self) -> _Export:
