@@ -18,6 +18,7 @@ from chinwag.errors import Cancelled, InvalidParams, NPCBusy
 from chinwag.npc import NPC, Failed, NPCEvent, Reply, Thinking, Token, tidy_npc_reply
 from chinwag.store import Store
 from support.gated import GatedBackend
+from support.waiting import until
 
 T = TypeVar("T")
 
@@ -52,15 +53,6 @@ class ManualClock:
             if at <= self.now + 1e-9 and not wake.done():
                 wake.set_result(None)
         self.sleepers = [(at, w) for at, w in self.sleepers if not w.done()]
-
-
-async def until(condition: Callable[[], bool], seconds: float = 30) -> None:
-    """Let the loop and the workers run until ``condition`` holds (a deadline, not a
-    synchronisation)."""
-    deadline = asyncio.get_running_loop().time() + seconds
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
-        await asyncio.sleep(0.001)
 
 
 def run(main: Callable[[], Awaitable[T]]) -> T:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from chinwag.errors import Overloaded
 from chinwag.server.queue import GenerationQueue
+from support.waiting import until
 
 
 class Log:
@@ -30,15 +31,6 @@ class Log:
 async def run_one(queue: GenerationQueue, log: Log, name: str, who: str,
                   hold: bool = False) -> list[str]:
     return [x async for x in queue.stream(lambda: log.job(name, hold=hold), who)]
-
-
-async def until(condition: Callable[[], bool], seconds: float = 30) -> None:
-    """Let the loop and the workers run until ``condition`` holds (a deadline, not a
-    synchronisation)."""
-    deadline = asyncio.get_running_loop().time() + seconds
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
-        await asyncio.sleep(0.001)
 
 
 def test_a_user_with_many_requests_does_not_starve_another() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -15,3 +16,13 @@ def wait_until(condition: Callable[[], bool], seconds: float = 60, what: str = "
         if time.monotonic() > deadline:
             raise AssertionError(f"not true after {seconds} s: {what or condition}")
         time.sleep(0.01)
+
+
+async def until(condition: Callable[[], bool], seconds: float = 30) -> None:
+    """Let the event loop and the workers run until ``condition`` holds (a deadline, not a
+    synchronisation): ``wait_until`` for async tests."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not condition():
+        assert loop.time() < deadline, "condition not reached"
+        await asyncio.sleep(0.001)
