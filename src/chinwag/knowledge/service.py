@@ -285,17 +285,17 @@ class Knowledge:
         pieces: list[ContextPiece] = []
         reports: list[SourceReport] = []
         for wanted in plan.wanted:
+            if wanted.error is not None:
+                if on_error == "fail":
+                    raise UnknownSource(wanted.name, sorted(self.sources.all()))
+                reports.append(_failed(wanted, wanted.error))
+                continue
             try:
                 piece = self._piece(wanted, plan.question, count_tokens, top_k)
             except FetchError as e:
                 if on_error == "fail":
                     raise
                 reports.append(_failed(wanted, e.code))
-                continue
-            if wanted.error is not None:
-                if on_error == "fail":
-                    raise UnknownSource(wanted.name, sorted(self.sources.all()))
-                reports.append(_failed(wanted, wanted.error))
                 continue
             if piece is None:
                 reports.append(SourceReport(wanted.name, wanted.kind))
@@ -308,8 +308,6 @@ class Knowledge:
                top_k: int) -> ContextPiece | None:
         source = wanted.source
         describe = source.describe if source else ""
-        if wanted.error is not None:
-            return None
         if wanted.kind == "text":
             text = _fit(wanted.text or "", question, wanted.budget, count_tokens)
             key = "context:" + hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -338,7 +336,7 @@ class Knowledge:
             whole = [_hit_line(h) for h in self.collections.chunks(collection)]
             if whole and sum(count_tokens(t) + 1 for t in whole) <= budget:
                 return "\n".join(whole)
-        embedder = self.embedder if _usable(self.embedder) else None
+        embedder = self.embedder if self.embedder.available() else None
         hits = self.collections.search(collection, question, top_k, embedder=embedder)
         kept: list[str] = []
         used = 0
@@ -367,11 +365,6 @@ def _fit(text: str, question: str, budget: int, count_tokens: CountTokens) -> st
 
 def _hit_line(hit: Hit) -> str:
     return f"- {hit.title}: {hit.text}" if hit.title else f"- {hit.text}"
-
-
-def _usable(embedder: Embedder) -> bool:
-    available = getattr(embedder, "available", None)
-    return bool(available()) if callable(available) else False
 
 
 def _chosen_by_model(backend: LanguageBackend, question: str,
