@@ -124,13 +124,15 @@ def run_piped(session: ChatSession, lines: TextIO, out: TextIO) -> None:
             if session.done:
                 return
             continue
+        sources = ""
         try:
             for piece in session.ask(line):
                 out.write(piece)
                 out.flush()
-            if session.chatbot.last_sources:
-                print(session.sources_line(), file=sys.stderr)
+            sources = session.sources_line() if session.chatbot.last_sources else ""
         except ChinwagError as e:
             print(f"error: {e}", file=sys.stderr)
         out.write("\n")
         out.flush()
+        if sources:  # after the answer's line, so a terminal shows them apart
+            print(sources, file=sys.stderr)
