@@ -45,6 +45,7 @@ bench: $(TEST_STAMP)
 	$(PY) bench/concurrency.py
 	$(PY) bench/memory.py
 	$(PY) bench/backends.py
+	$(PY) bench/models.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache src/*.egg-info

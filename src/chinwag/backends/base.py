@@ -181,6 +181,12 @@ class LanguageBackend(ABC):
         that keep no cache. ``/metrics`` exports them."""
         return {}
 
+    def memory_bytes(self) -> int:
+        """Bytes of memory the loaded model takes in this process (weights and KV cache, as
+        the backend can tell); 0 for backends that hold none (a remote server, a human).
+        The model registry budgets with it (``--models-memory``)."""
+        return 0
+
     def engine_stats(self) -> dict[str, float]:
         """Step-loop counters since start for backends that run their own engine (``steps``,
         ``batch_tokens``, ``decode_seconds``, ``sample_seconds``, ``step_seconds``,
@@ -330,6 +336,11 @@ class BackendConfig(BaseModel, ABC):
                 a missing extra).
             ModelNotFound, ModelLoadError, BackendError: as the backend's constructor.
         """
+
+    def memory_estimate(self, settings: Settings, base_dir: Path | None = None) -> int:
+        """Bytes of memory the model is expected to take once loaded, told before loading it
+        (the model registry makes room with it); 0: unknown or none (a remote server)."""
+        return 0
 
     def arguments(self, *, exclude: Sequence[str] = ()) -> dict[str, Any]:
         """The fields that are set (not None), by name, as keyword arguments for the backend's

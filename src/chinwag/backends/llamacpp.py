@@ -10,9 +10,9 @@ import codecs
 import dataclasses
 from collections.abc import Generator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from chinwag.backends.base import (
     BackendConfig,
@@ -23,7 +23,8 @@ from chinwag.backends.base import (
 )
 from chinwag.backends.stops import StopScanner
 from chinwag.cancellation import on_cancel
-from chinwag.models import resolve_model
+from chinwag.errors import ChinwagError
+from chinwag.models import packaged_file, resolve_model
 from chinwag.prompting import Speakers
 from chinwag.types import Choice, Done, EventStream, Message, SamplingParams, TokenEvent, Usage
 
@@ -38,17 +39,57 @@ class LlamaCppLLM(BackendConfig):
 
     Each field left out is taken from the settings (its namesake there; ``context_length``
     is ``n_ctx``), as are the settings this config has no field for (``prefill_chunk``, the
-    KV cache's). A relative ``model`` is relative to the config file's folder.
+    KV cache's). A relative ``model`` is relative to the config file's folder; with
+    ``package``, ``model`` is a file inside that installed Python package instead.
     """
 
     backend: Literal["llamacpp"]
     model: str | None = Field(None, description="GGUF file; default: the embedded model.")
+    package: str | None = Field(
+        None, description="An installed Python package holding the GGUF file (its import "
+        "name); `model` is then the file's name inside that package.")
     hf_repo: str | None = None
     hf_file: str | None = None
     n_threads: int | None = Field(None, ge=1)
     n_batch: int | None = Field(None, ge=1)
-    n_gpu_layers: int | None = Field(None, ge=-1)
+    n_gpu_layers: Annotated[int, Field(ge=-1)] | Literal["auto"] | None = None
     parallel: int | None = Field(None, ge=1, le=64)
+
+    @field_validator("package")
+    @classmethod
+    def _package_needs_model(cls, package: str | None, info: ValidationInfo) -> str | None:
+        """A ``package`` without ``model`` is an error at the ``package`` key's line."""
+        if package and not info.data.get("model"):
+            raise ValueError(f"'package' ({package}) needs 'model': the GGUF file's name "
+                             "inside that package")
+        return package
+
+    def _merged(self, settings: Settings, base_dir: Path | None) -> Settings:
+        """The settings with this config's fields in their place (the model file's path
+        made absolute)."""
+        update: dict[str, Any] = self.arguments(
+            exclude=("model_id", "context_length", "package"))
+        if self.context_length is not None:
+            update["n_ctx"] = self.context_length
+        if self.package and self.model:
+            update["model"] = str(packaged_file(self.package, self.model))
+        elif (self.model and base_dir is not None
+              and not Path(self.model).expanduser().is_absolute()):
+            update["model"] = str(base_dir / self.model)
+        return settings.model_copy(update=update)
+
+    def _path(self, settings: Settings, base_dir: Path | None) -> Path:
+        """The GGUF file this config names, without loading it (the embedded model is
+        assembled if it is not yet)."""
+        return resolve_model(self._merged(settings, base_dir))
+
+    def memory_estimate(self, settings: Settings, base_dir: Path | None = None) -> int:
+        """The GGUF file's size (its weights; the KV cache is measured once loaded), 0 when
+        the file cannot be found yet (it is reported when loading)."""
+        try:
+            return self._path(settings, base_dir).stat().st_size
+        except (ChinwagError, OSError):
+            return 0
 
     def build(self, settings: Settings, *, base_dir: Path | None = None,
               progress: Progress | None = None) -> LlamaCppBackend:
@@ -56,15 +97,10 @@ class LlamaCppLLM(BackendConfig):
         the one path from settings to a ``LlamaCppBackend`` (``load_backend`` comes here too).
 
         Raises:
-            ModelNotFound, ModelLoadError, ConfigError, BackendError: see ``resolve_model``
-                and ``LlamaCppBackend``.
+            ModelNotFound, ModelLoadError, ConfigError, BackendError: see ``resolve_model``,
+                ``packaged_file`` and ``LlamaCppBackend``.
         """
-        update: dict[str, Any] = self.arguments(exclude=("model_id", "context_length"))
-        if self.context_length is not None:
-            update["n_ctx"] = self.context_length
-        if self.model and base_dir is not None and not Path(self.model).expanduser().is_absolute():
-            update["model"] = str(base_dir / self.model)
-        merged = settings.model_copy(update=update)
+        merged = self._merged(settings, base_dir)
         return LlamaCppBackend(
             resolve_model(merged, progress), n_ctx=merged.n_ctx, n_batch=merged.n_batch,
             n_threads=merged.n_threads, n_gpu_layers=merged.n_gpu_layers,
@@ -81,7 +117,8 @@ class LlamaCppBackend(LanguageBackend):
         n_ctx: context window, tokens.
         n_batch: most prompt tokens per decode call.
         n_threads: CPU threads (default: all cores).
-        n_gpu_layers: layers to offload to a GPU (-1 = all).
+        n_gpu_layers: layers to offload to a GPU: "auto" = all when llama.cpp can offload,
+            else none; -1 = all; a number wins (``chinwag.engine.model.gpu_layers``).
         chat_format: force a named chat format; default: the model's own template, else the
             persona's named format, else the transcript format.
         n_parallel: sequences generated at once (continuous batching; each gets ``n_ctx``
@@ -100,7 +137,7 @@ class LlamaCppBackend(LanguageBackend):
     capabilities = Capabilities(json_schema=True, choose=True, exact_token_count=True)
 
     def __init__(self, model_path: Path | str, *, n_ctx: int = 4096, n_batch: int = 512,
-                 n_threads: int | None = None, n_gpu_layers: int = 0,
+                 n_threads: int | None = None, n_gpu_layers: int | Literal["auto"] = "auto",
                  chat_format: str | None = None, n_parallel: int = 1,
                  prefill_chunk: int = 128, kv_cache_ram: int = 0,
                  kv_cache_dir: Path | None = None, kv_cache_disk: int = 4 << 30) -> None:
@@ -130,6 +167,14 @@ class LlamaCppBackend(LanguageBackend):
     @property
     def max_parallel(self) -> int:
         return self.engine.n_seq_max
+
+    def memory_bytes(self) -> int:
+        """The weights plus the KV cache of every slot (``n_ctx`` tokens each, see
+        ``LlamaModel.kv_bytes_per_token``), plus the RAM kept for idle conversations' KV
+        states when full; llama.cpp's compute buffers are left out."""
+        cache = self.engine.cache
+        return (self.model.size_bytes + self.model.kv_bytes_per_token * self.engine.n_ctx
+                * self.engine.n_seq_max + (cache.ram_used if cache is not None else 0))
 
     def cache_stats(self) -> dict[str, int]:
         cache = self.engine.cache
@@ -204,7 +249,7 @@ class LlamaCppBackend(LanguageBackend):
             n_ctx_train=self.model.n_ctx_train, chat_format=self.chat_format.name,
             extra={"description": self.model.description,
                    "architecture": self.model.meta("general.architecture") or "?",
-                   "threads": self.engine.n_threads})
+                   "threads": self.engine.n_threads, "device": self.model.device})
 
     def close(self) -> None:
         self.engine.close()

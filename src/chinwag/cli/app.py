@@ -1,11 +1,11 @@
-"""The ``chinwag`` command: chat, complete, models, llms, personas, serve, conversations,
+"""The ``chinwag`` command: chat, complete, models, llms, personas, serve, ps, conversations,
 sources, knowledge."""
 
 from __future__ import annotations
 
 import typer
 
-from chinwag.cli import chat, complete, conversations, info, knowledge, serve, sources
+from chinwag.cli import chat, complete, conversations, info, knowledge, ps, serve, sources
 
 app = typer.Typer(name="chinwag", no_args_is_help=True, add_completion=False,
                   help="Chat with LLM personas on a local model.")
@@ -15,6 +15,7 @@ app.command("models")(info.models)
 app.command("personas")(info.personas)
 app.command("llms")(info.llms)
 app.command("serve")(serve.serve)
+app.command("ps")(ps.ps)
 app.add_typer(conversations.app, name="conversations")
 app.add_typer(sources.app, name="sources")
 app.add_typer(knowledge.app, name="knowledge")

@@ -10,9 +10,11 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
+import httpx
 import typer
 from pydantic import ByteSize
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from chinwag.backends import LanguageBackend, load_backend
@@ -127,6 +129,40 @@ def open_backend(settings: Settings) -> LanguageBackend:
         if progress is not None:
             progress.stop()
             err_console.print("[green]Embedded model ready[/] (checksum verified).")
+
+
+UrlOpt = Annotated[str | None, typer.Option(
+    "--url", help="The server (default: http://HOST:PORT of the settings).", show_default=False)]
+
+
+def call_server(method: str, path: str, *, url: str | None, api_key: str | None,
+                config: Path | None, body: Any = None) -> tuple[str, Any]:
+    """Ask a running chinwag server (``url``, else the settings' host and port, with the
+    settings' API key) and return its base URL and JSON answer.
+
+    Raises:
+        typer.Exit: no server answers, or it answers an error (its message is printed).
+    """
+    settings = settings_from(config, api_key=api_key)
+    base = (url or f"http://{settings.host}:{settings.port}").rstrip("/")
+    keys = settings.api_keys()
+    headers = {"Authorization": f"Bearer {keys[0]}"} if keys else {}
+    try:
+        reply = httpx.request(method, f"{base}{path}", headers=headers, json=body,
+                              timeout=600, trust_env=False)
+    except httpx.HTTPError:
+        err_console.print(f"[bold red]error:[/] no server at {escape(base)}", markup=True)
+        raise typer.Exit(1) from None
+    try:
+        answer = reply.json()
+    except ValueError:
+        answer = None
+    if reply.status_code != 200:
+        message = answer.get("error", {}).get("message") if isinstance(answer, dict) else None
+        said = message or f"{base} answered {reply.status_code}"
+        err_console.print(f"[bold red]error:[/] {escape(said)}", markup=True, soft_wrap=True)
+        raise typer.Exit(1)
+    return base, answer
 
 
 P = ParamSpec("P")

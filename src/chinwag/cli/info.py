@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from chinwag.backends.config import builtin_llms_dir, llm_config_files, llm_dirs, load_llm_config
@@ -51,7 +52,7 @@ def _count(n: int | None) -> str:
 def models(model: ModelOpt = None, llm: LlmOpt = None, n_ctx: NCtxOpt = None,
            n_batch: NBatchOpt = None, threads: ThreadsOpt = None,
            chat_format: ChatFormatOpt = None, config: ConfigOpt = None) -> None:
-    """Show the model in use: file, size, parameters, n_ctx, chat format."""
+    """Show the model in use: file, size, parameters, n_ctx, chat format, device."""
     settings = settings_from(config, model=model, llm=llm, n_ctx=n_ctx, n_batch=n_batch,
                              n_threads=threads, chat_format=chat_format, parallel=1)
     backend = open_backend(settings)
@@ -106,8 +107,10 @@ def llms(llms_dir: Annotated[Path | None, setting_option("llms_dir", "--dir")] =
         where = getattr(llm, "base_url", None) or getattr(llm, "host", None)
         model = llm.model_id or getattr(llm, "model", None) or (
             "embedded Gemma 3 270M" if llm.backend == "llamacpp" else "")
-        table.add_row(name, llm.backend, model + (f" @ {where}" if where else ""),
-                      str(llm.context_length or "default"), llm.description, source)
+        if package := getattr(llm, "package", None):
+            model += f" (in {package})"
+        table.add_row(name, llm.backend, escape(model + (f" @ {where}" if where else "")),
+                      str(llm.context_length or "default"), escape(llm.description), source)
     console.print(table)
     console.print(f"[dim]user LLM configs: {llm_dirs(settings)[0]}; use one with "
                   f"--llm NAME or --llm FILE[/]")

@@ -5,16 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
+import typer
 from rich.console import Console
 
-from chinwag.backends.config import find_llm_config, load_llm_config
 from chinwag.chat.persona import load_personas
 from chinwag.cli.common import (
     ChatFormatOpt,
     ConfigOpt,
     DbOpt,
     FetchAllowOpt,
-    LlmOpt,
     ModelOpt,
     NBatchOpt,
     NCtxOpt,
@@ -26,6 +25,7 @@ from chinwag.cli.common import (
     setting_option,
     settings_from,
 )
+from chinwag.llms.catalog import llm_configs, llm_id
 from chinwag.store import Store
 
 if TYPE_CHECKING:
@@ -39,7 +39,18 @@ console = Console(stderr=True, highlight=False, soft_wrap=True)
 def serve(
     host: Annotated[str | None, setting_option("host", "--host")] = None,
     port: Annotated[int | None, setting_option("port", "--port")] = None,
-    model: ModelOpt = None, llm: LlmOpt = None, personas_dir: PersonasOpt = None,
+    model: ModelOpt = None,
+    llm: Annotated[list[str] | None, typer.Option(
+        "--llm", show_default=False,
+        help="An LLM to serve: a YAML file or a configured name (`chinwag llms`). Give it "
+        "several times to serve several: the first is the default, the others load on first "
+        "use and clients pick them by id in `model` (env: CHINWAG_LLM for the default, "
+        "CHINWAG_MORE_LLMS for the others).")] = None,
+    models_max: Annotated[int | None, setting_option("models_max", "--models-max")] = None,
+    models_memory: Annotated[str | None, setting_option(
+        "models_memory", "--models-memory")] = None,
+    models_idle: Annotated[float | None, setting_option("models_idle", "--models-idle")] = None,
+    personas_dir: PersonasOpt = None,
     sources_dir: SourcesOpt = None, chat_format: ChatFormatOpt = None,
     n_ctx: NCtxOpt = None, n_batch: NBatchOpt = None, threads: ThreadsOpt = None,
     config: ConfigOpt = None,
@@ -62,7 +73,10 @@ def serve(
 
     from chinwag.server import create_app
 
-    settings = settings_from(config, host=host, port=port, model=model, llm=llm,
+    settings = settings_from(config, host=host, port=port, model=model,
+                             llm=llm[0] if llm else None, more_llms=llm[1:] if llm else None,
+                             models_max=models_max, models_memory=models_memory,
+                             models_idle=models_idle,
                              personas_dir=personas_dir, sources_dir=sources_dir,
                              chat_format=chat_format, n_ctx=n_ctx,
                              n_batch=n_batch, n_threads=threads, api_key=api_key,
@@ -91,10 +105,10 @@ def _check_files(settings: Settings) -> list[str]:
     """
     loaded = load_personas(settings.user_personas_dir())
     personas = sorted(loaded)
+    llm_configs(settings, [*settings.more_llms, *(p.llm for p in loaded.values() if p.llm)])
     for name in personas:
         ref = loaded[name].llm
         if ref and ref != settings.llm:
-            load_llm_config(find_llm_config(ref, settings))
             console.print(f"persona {name} runs on LLM {ref!r} (its llm:)")
     Store(settings.db_path()).close()
     return personas
@@ -105,8 +119,13 @@ def _announce(settings: Settings, backend: LanguageBackend, personas: list[str])
     info = backend.info()
     console.print(f"[bold]chinwag[/] serving on [cyan]http://{settings.host}:{settings.port}"
                   f"[/]  (OpenAI API at /v1, web page at /)")
+    device = info.extra.get("device")
     console.print(f"model: {info.name} ({info.path or 'remote'}), n_ctx {info.n_ctx}, "
-                  f"chat format {info.chat_format}, {backend.max_parallel} at once")
+                  f"chat format {info.chat_format}, {backend.max_parallel} at once"
+                  + (f", on {device}" if device else ""))
+    if settings.more_llms:
+        console.print(f"more models: {', '.join(llm_id(ref) for ref in settings.more_llms)} "
+                      f"(loaded on first use; at most {settings.models_max} at once)")
     console.print(f"personas: {', '.join(personas)}")
     console.print(f"conversations: {settings.db_path()}")
     if backend.cache_stats():

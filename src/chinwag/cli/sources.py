@@ -9,9 +9,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-import httpx
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -19,6 +18,8 @@ from rich.table import Table
 
 from chinwag.cli.common import (
     ConfigOpt,
+    UrlOpt,
+    call_server,
     err_console,
     friendly_errors,
     setting_option,
@@ -144,34 +145,11 @@ def test(name: NameArg, sources: SourcesOpt = None, config: ConfigOpt = None) ->
 
 @app.command("reload")
 @friendly_errors
-def reload(url: Annotated[str | None, typer.Option(
-               "--url", help="The server (default: http://HOST:PORT of the settings).",
-               show_default=False)] = None,
+def reload(url: UrlOpt = None,
            api_key: Annotated[str | None, setting_option("api_key", "--api-key")] = None,
            config: ConfigOpt = None) -> None:
     """Make a running server read its sources folder again."""
-    settings = settings_from(config, api_key=api_key)
-    base = (url or f"http://{settings.host}:{settings.port}").rstrip("/")
-    keys = settings.api_keys()
-    headers = {"Authorization": f"Bearer {keys[0]}"} if keys else {}
-    try:
-        reply = httpx.post(f"{base}/sources/reload", headers=headers, timeout=30,
-                           trust_env=False)
-    except httpx.HTTPError:
-        err_console.print(f"[bold red]error:[/] no server at {escape(base)}", markup=True)
-        raise typer.Exit(1) from None
-    body = _json(reply)
-    if reply.status_code != 200:
-        message = body.get("error", {}).get("message") if isinstance(body, dict) else None
-        said = message or f"{base} answered {reply.status_code}"
-        err_console.print(f"[bold red]error:[/] {escape(said)}", markup=True, soft_wrap=True)
-        raise typer.Exit(1)
+    base, body = call_server("POST", "/sources/reload", url=url, api_key=api_key,
+                             config=config)
     count = len(body.get("data", [])) if isinstance(body, dict) else 0
     console.print(f"Reloaded: the server at {base} has {count} source(s).")
-
-
-def _json(reply: httpx.Response) -> Any:
-    try:
-        return reply.json()
-    except ValueError:
-        return None

@@ -8,6 +8,7 @@ import hashlib
 import threading
 from collections import deque
 from pathlib import Path
+from typing import Literal
 
 import llama_cpp
 
@@ -40,23 +41,48 @@ def recent_log(lines: int = 6) -> str:
     return " | ".join(line.strip() for line in text[-lines:] if line.strip())
 
 
+ALL_LAYERS = 0x7FFFFFFF
+"""``llama_model_params.n_gpu_layers`` meaning every layer (llama.cpp offloads at most the
+model's layers plus its output layer; llama-cpp-python passes the same for -1)."""
+
+
+def gpu_layers(requested: int | Literal["auto"], supports_offload: bool) -> int:
+    """The ``n_gpu_layers`` to give llama.cpp.
+
+    Args:
+        requested: "auto" (every layer when ``supports_offload``, else none), -1 (every
+            layer) or a number of layers (given as is: a number wins).
+        supports_offload: whether this llama.cpp build can offload to a GPU
+            (``llama_cpp.llama_supports_gpu_offload()``).
+
+    Returns:
+        A layer count, ``ALL_LAYERS`` for all (>= 0).
+    """
+    if requested == "auto":
+        return ALL_LAYERS if supports_offload else 0
+    return ALL_LAYERS if requested < 0 else requested
+
+
 class LlamaModel:
     """Weights and vocabulary of one GGUF model.
 
     Args:
         path: the GGUF file.
-        n_gpu_layers: layers to offload to a GPU (-1 = all); ignored by CPU builds.
+        n_gpu_layers: layers to offload to a GPU: "auto", -1 (all) or a number (see
+            ``gpu_layers``); a build without GPU offload runs every layer on the CPU.
 
     Raises:
         ModelNotFound, ModelLoadError: the file is missing, is not a GGUF, or llama.cpp
             refuses it (the message quotes llama.cpp's log).
     """
 
-    def __init__(self, path: Path, *, n_gpu_layers: int = 0) -> None:
+    def __init__(self, path: Path, *, n_gpu_layers: int | Literal["auto"] = "auto") -> None:
         self.path = check_gguf(Path(path))
         _init_backend()
+        self.supports_offload = bool(llama_cpp.llama_supports_gpu_offload())
+        self.n_gpu_layers = gpu_layers(n_gpu_layers, self.supports_offload)
         params = llama_cpp.llama_model_default_params()
-        params.n_gpu_layers = 999 if n_gpu_layers < 0 else n_gpu_layers
+        params.n_gpu_layers = self.n_gpu_layers
         self._model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), params)
         if not self._model:
             raise ModelLoadError(f"llama.cpp could not load {self.path}: {recent_log()}")
@@ -163,6 +189,33 @@ class LlamaModel:
     @property
     def n_ctx_train(self) -> int:
         return int(llama_cpp.llama_model_n_ctx_train(self.handle))
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes of the model's weights (``llama_model_size``)."""
+        return int(llama_cpp.llama_model_size(self.handle))
+
+    @property
+    def kv_bytes_per_token(self) -> int:
+        """Bytes of KV cache one token of context takes: keys and values, f16, in every layer
+        (llama.cpp's default cache type; sliding-window layers are counted in full, so this
+        is an upper bound for Gemma 3)."""
+        n_head = max(1, int(llama_cpp.llama_model_n_head(self.handle)))
+        head_dim = int(self.meta(f"{self.meta('general.architecture')}.attention.key_length")
+                       or int(llama_cpp.llama_model_n_embd(self.handle)) // n_head)
+        n_head_kv = int(llama_cpp.llama_model_n_head_kv(self.handle))
+        return 2 * 2 * self.n_layer * n_head_kv * head_dim
+
+    @property
+    def n_layer(self) -> int:
+        """The model's repeating (transformer) layers."""
+        return int(llama_cpp.llama_model_n_layer(self.handle))
+
+    @property
+    def device(self) -> str:
+        """Where the layers run: "CPU", or "GPU (N of M layers)" when N are offloaded."""
+        offloaded = min(self.n_gpu_layers, self.n_layer) if self.supports_offload else 0
+        return f"GPU ({offloaded} of {self.n_layer} layers)" if offloaded else "CPU"
 
     @property
     def n_swa(self) -> int:

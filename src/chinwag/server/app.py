@@ -2,7 +2,8 @@
 
 Routes: the OpenAI-compatible API (``openai_api``), the persona endpoints (``persona_api``),
 text-generation-webui's legacy API (``textgen_api``), ``/health`` and ``/metrics``
-(``ops_api``), stored conversations (``conversations_api``), knowledge sources
+(``ops_api``), the models loaded on demand (``models_api``), stored conversations
+(``conversations_api``), knowledge sources
 (``sources_api``), fact collections and ``/v1/embeddings`` (``knowledge_api``), and the
 web page at ``/`` (``static/``).
 """
@@ -23,6 +24,7 @@ from chinwag.backends.base import LanguageBackend
 from chinwag.server import (
     conversations_api,
     knowledge_api,
+    models_api,
     npc_api,
     openai_api,
     ops_api,
@@ -114,6 +116,8 @@ def create_app(settings: Settings, backend: LanguageBackend | None = None, *,
         backend: a backend to serve (tests pass one); default: loaded from the settings when
             the app starts, and closed when it stops.
         close_backend: close the backend when the app stops; default: only one it loaded.
+            A backend the app may close is also one it may unload to make room for another
+            model (and load again from the settings); one it may not close stays loaded.
             ``chinwag serve`` passes True: uvicorn ends the process with the signal that
             stopped it, so code after ``uvicorn.run`` may never run, and closing the backend
             is what saves the KV cache to disk.
@@ -127,13 +131,15 @@ def create_app(settings: Settings, backend: LanguageBackend | None = None, *,
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from chinwag.backends import load_backend
 
-        state = ServerState.build(settings, backend or load_backend(settings))
+        closing = close_backend if close_backend is not None else backend is None
+        state = ServerState.build(settings, backend or load_backend(settings),
+                                  resident=not closing)
         app.state.chinwag = state
+        await state.start()
         try:
             yield
         finally:
-            await state.close(close_backend=close_backend if close_backend is not None
-                              else backend is None)
+            await state.close(close_backend=closing)
 
     app = FastAPI(title="chinwag", summary="LLM chatbots: personas on a local model",
                   lifespan=lifespan)
@@ -146,6 +152,7 @@ def create_app(settings: Settings, backend: LanguageBackend | None = None, *,
     app.include_router(knowledge_api.router)
     app.include_router(sources_api.router)
     app.include_router(npc_api.router)
+    app.include_router(models_api.router)
     if STATIC.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

@@ -25,12 +25,14 @@ from chinwag.errors import (
     FormatError,
     InvalidParams,
     ModelError,
+    ModelLoadFailed,
     NPCBusy,
     Overloaded,
     RemoteError,
     SchemaError,
     SourceError,
     StoreError,
+    UnknownModel,
     UnknownPersona,
     UnknownSource,
 )
@@ -58,7 +60,7 @@ def error_body(message: str, type: str, param: str | None = None,
 
 def from_chinwag(e: ChinwagError) -> APIError:
     """The status and body for one of chinwag's errors."""
-    if isinstance(e, UnknownPersona):
+    if isinstance(e, UnknownPersona | UnknownModel):
         return APIError(404, str(e), param="model", code="model_not_found")
     if isinstance(e, ContextOverflow):
         return APIError(400, f"This model's maximum context length is {e.n_ctx} tokens. {e}.",
@@ -95,6 +97,9 @@ def from_chinwag(e: ChinwagError) -> APIError:
     if isinstance(e, RemoteError):  # the model behind chinwag is another server: a gateway
         return APIError(502, f"the upstream LLM server failed: {e}", type="server_error",
                         code="upstream_error")
+    if isinstance(e, ModelLoadFailed):
+        return APIError(500, str(e), type="server_error", param="model",
+                        code="model_load_failed")
     if isinstance(e, ModelError | BackendError | ConfigError):
         return APIError(500, str(e), type="server_error", code="model_error")
     return APIError(500, str(e), type="server_error")

@@ -28,7 +28,11 @@ class Metrics:
       ``chinwag_engine_generations_total{event="admitted|cancelled|failed"}``,
       ``chinwag_engine_slot_moves_total``, ``chinwag_engine_active``,
       ``chinwag_engine_waiting``: the engine's step loop (where a step's time goes), read at
-      each scrape
+      each scrape (added up over the loaded models)
+    - ``chinwag_model_loads_total{model}``, ``chinwag_model_load_failures_total{model}``,
+      ``chinwag_model_load_seconds{model}`` (histogram),
+      ``chinwag_model_unloads_total{model,reason="max_models|memory|idle|request|shutdown"}``,
+      ``chinwag_model_loaded{model}`` (1 while loaded): the models loaded on demand
 
     Args:
         cache_stats: returns the backend's prompt-cache counters
@@ -59,6 +63,32 @@ class Metrics:
                                            buckets=(1, 5, 10, 20, 40, 60, 80, 120, 200, 400))
         self.queue_depth = Gauge("chinwag_queue_depth", "Requests waiting for the model",
                                  registry=r)
+        self.model_loads = Counter("chinwag_model_loads", "Models loaded", ["model"], registry=r)
+        self.model_load_failures = Counter("chinwag_model_load_failures",
+                                           "Model loads that failed", ["model"], registry=r)
+        self.model_load_seconds = Histogram("chinwag_model_load_seconds",
+                                            "Seconds to load a model", ["model"], registry=r,
+                                            buckets=(0.25, 0.5, 1, 2, 5, 10, 30, 60, 120))
+        self.model_unloads = Counter("chinwag_model_unloads",
+                                     "Models unloaded, by reason (evictions: max_models, "
+                                     "memory, idle)", ["model", "reason"], registry=r)
+        self.models_loaded = Gauge("chinwag_model_loaded", "1 while the model is loaded",
+                                   ["model"], registry=r)
+
+    def model_loaded(self, model: str, seconds: float) -> None:
+        """``model`` was loaded in ``seconds``."""
+        self.model_loads.labels(model).inc()
+        self.model_load_seconds.labels(model).observe(seconds)
+        self.models_loaded.labels(model).set(1)
+
+    def model_load_failed(self, model: str) -> None:
+        """Loading ``model`` failed."""
+        self.model_load_failures.labels(model).inc()
+
+    def model_unloaded(self, model: str, reason: str) -> None:
+        """``model`` was unloaded for ``reason``."""
+        self.model_unloads.labels(model, reason).inc()
+        self.models_loaded.labels(model).set(0)
 
     def generation(self, usage: Usage, ttft: float | None, decode_seconds: float) -> None:
         """Record one finished generation (token counts, first-token latency, speed)."""

@@ -5,6 +5,12 @@ the model itself (no persona) or a persona (its system prompt, examples and samp
 With a persona, user messages may start with knowledge prefixes (``chinwag.knowledge``) and
 the response carries a top-level ``sources`` list (in the first chunk of a stream: clients
 that do not know it ignore it); ``on_source_error`` (``skip`` | ``fail``) may be sent.
+
+The server may offer several models (``chinwag.llms``): ``model`` names one by id (a persona
+runs on its own), it is loaded first if need be, and Ollama's ``keep_alive`` says how long it
+stays loaded once idle. A chat completion carries ``chinwag: {"model", "chat_format"}``
+(in the first chunk of a stream): the model that answered and the chat format that rendered
+the prompt (``model-template``: the model's own).
 """
 
 from __future__ import annotations
@@ -12,7 +18,8 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -77,35 +84,48 @@ async def _events_then_error(first: Event, rest: AsyncIterator[Event]
 
 
 async def _collect(first: Event, rest: AsyncIterator[Event]) -> tuple[str, Done]:
+    """The whole answer, then the stream closed (its model and place let go at once)."""
     parts: list[str] = []
     event = first
-    while True:
-        if isinstance(event, Done):
-            return "".join(parts), event
-        parts.append(event.text)
-        event = await rest.__anext__()
+    try:
+        while True:
+            if isinstance(event, Done):
+                return "".join(parts), event
+            parts.append(event.text)
+            event = await rest.__anext__()
+    finally:
+        await rest.aclose()  # type: ignore[attr-defined]
 
 
-async def _tidy(events: AsyncIterator[Event]) -> AsyncIterator[Event]:
+async def _tidy(events: AsyncGenerator[Event, None]) -> AsyncIterator[Event]:
     """``tidy_reply`` for an async stream (strip the reply's surrounding whitespace)."""
     trimmer = ReplyTrimmer()
-    async for event in events:
-        tidied = trimmer.tidy(event)
-        if tidied is not None:
-            yield tidied
-        if isinstance(event, Done):
-            return
+    async with aclosing(events):
+        async for event in events:
+            tidied = trimmer.tidy(event)
+            if tidied is not None:
+                yield tidied
+            if isinstance(event, Done):
+                return
 
 
 @router.get("/models")
 async def list_models(state: State) -> dict[str, Any]:
-    """The model, every persona (each by its name as ``id``) and, when installed, the
-    embedding model of ``/v1/embeddings``."""
+    """The models (the default first, each with its ``status``: loaded, loading, unloaded or
+    failed; none is loaded by listing), every persona (each by its name as ``id``) and, when
+    installed, the embedding model of ``/v1/embeddings``."""
     created = int(time.time())
-    info = state.backend.info()
-    data = [{"id": state.model_id, "object": "model", "created": created, "owned_by": "chinwag",
-             "description": f"{info.extra.get('description', info.name)}, n_ctx {info.n_ctx}, "
-                            f"chat format {info.chat_format}"}]
+    data = []
+    for model in state.models.states():
+        description = state.models.spec(model.id).description
+        loaded = state.models.loaded_backend(model.id)
+        if loaded is not None:
+            info = loaded.info()
+            description = (f"{info.extra.get('description', info.name)}, n_ctx {info.n_ctx}, "
+                           f"chat format {info.chat_format}")
+        data.append({"id": model.id, "object": "model", "created": created,
+                     "owned_by": "chinwag", "status": model.status.value,
+                     "description": description})
     data += [{"id": name, "object": "model", "created": created, "owned_by": "persona",
               "description": p.description} for name, p in sorted(state.personas.items())]
     if state.knowledge.embedder.available():  # the chinwag[embeddings] extra: /v1/embeddings
@@ -130,29 +150,42 @@ def _json_schema(body: ChatCompletionRequest | CompletionRequest) -> dict[str, A
 async def chat_completions(body: ChatCompletionRequest, state: State, request: Request
                            ) -> JSONResponse | StreamingResponse:
     """OpenAI chat completions, streaming or not (see the module docstring)."""
-    persona = state.persona_or_model(body.model)
+    persona, model_id = state.resolve(body.model)
     base = persona.sampling_params() if persona else SamplingParams()
     params = body.apply(base).with_(json_schema=_json_schema(body))
+    keep_alive = body.keep_alive_seconds()
     asked = body.max_completion_tokens or body.max_tokens
-    backend = state.model_for(persona)[0]
+    backend = state.handles[model_id]
     messages = [m.to_message() for m in body.messages]
-    gathered = Gathered("")
-    if persona is not None:  # a persona reads knowledge prefixes (chinwag.knowledge)
-        messages, gathered = await run_in_threadpool(
-            gather_messages, state.knowledge, persona, messages, backend,
-            on_error=body.on_source_error)
-    turn = await run_in_threadpool(  # counting tokens may be slow, or a remote call
-        build_turn, backend, persona, messages, params, user=body.user,
-        context=gathered.pieces, reserve=asked or 0, drop=body.truncation == "auto")
-    events = _tidy(state.generate(turn.prompt, turn.params, requester(request, body.user),
-                                  persona))
-    first, rest = await _first_then_rest(request, events)
+    prepared: dict[str, Any] = {}
+
+    async def events() -> AsyncGenerator[Event, None]:
+        """The whole request on its model, held (loaded first if need be) from the knowledge
+        and the prompt to the last token."""
+        async with state.models.pinned(model_id, keep_alive):
+            chat, gathered = messages, Gathered("")
+            if persona is not None:  # a persona reads knowledge prefixes (chinwag.knowledge)
+                chat, gathered = await run_in_threadpool(
+                    gather_messages, state.knowledge, persona, chat, backend,
+                    on_error=body.on_source_error)
+            turn = await run_in_threadpool(  # counting tokens may be slow, or a remote call
+                build_turn, backend, persona, chat, params, user=body.user,
+                context=gathered.pieces, reserve=asked or 0, drop=body.truncation == "auto")
+            prepared.update(turn=turn, gathered=gathered)
+            async for event in state.generate(turn.prompt, turn.params,
+                                              requester(request, body.user), persona,
+                                              model=model_id):
+                yield event
+
+    first, rest = await _first_then_rest(request, _tidy(events()))
+    turn, gathered = prepared["turn"], prepared["gathered"]
     rid, created, model = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), body.model or \
-        state.model_id
+        model_id
     extra: dict[str, Any] = {"dropped_messages": turn.dropped} \
         if body.truncation == "auto" else {}
-    sources = {"sources": [report.as_dict() for report in gathered.reports]} \
+    sources: dict[str, Any] = {"sources": [report.as_dict() for report in gathered.reports]} \
         if gathered.reports else {}
+    sources["chinwag"] = {"model": model_id, "chat_format": turn.prompt.format}
     if not body.stream:
         text, done = await unless_disconnected(request, _collect(first, rest))
         return JSONResponse({
@@ -192,7 +225,7 @@ async def completions(body: CompletionRequest, state: State,
                       request: Request) -> JSONResponse | StreamingResponse:
     """OpenAI (legacy) completions: a raw continuation of ``prompt``; a persona as ``model``
     applies its sampling settings only."""
-    persona = state.persona_or_model(body.model)
+    persona, model_id = state.resolve(body.model)
     base = persona.sampling_params() if persona else SamplingParams(
         max_tokens=DEFAULT_COMPLETION_TOKENS)
     params = body.apply(base).with_(json_schema=_json_schema(body))
@@ -204,9 +237,10 @@ async def completions(body: CompletionRequest, state: State,
     else:
         prompt = body.prompt
     first, rest = await _first_then_rest(request, state.generate(
-        prompt, params, requester(request, body.user), persona))
+        prompt, params, requester(request, body.user), persona, model=model_id,
+        keep_alive=body.keep_alive_seconds()))
     rid, created, model = f"cmpl-{uuid.uuid4().hex}", int(time.time()), body.model or \
-        state.model_id
+        model_id
     if not body.stream:
         text, done = await unless_disconnected(request, _collect(first, rest))
         return JSONResponse({

@@ -20,9 +20,11 @@ router = APIRouter()
 
 @router.get("/health")
 async def health(state: State) -> dict[str, Any]:
-    """``{"status": "ok", ...}`` once the model is loaded."""
+    """``{"status": "ok", ...}`` once the default model is loaded; ``models`` gives each
+    model's status."""
     return {"status": "ok", "model": state.model_id, "personas": sorted(state.personas),
-            "queue": state.queue.waiting}
+            "queue": sum(q.waiting for q in state.queues.values()),
+            "models": {m.id: m.status.value for m in state.models.states()}}
 
 
 @router.get("/metrics", dependencies=[Depends(require_key)])
@@ -39,10 +41,11 @@ async def tokenize(body: TokenizeRequest, state: State) -> dict[str, Any]:
     text = body.content if body.content is not None else body.prompt
     if text is None:
         raise InvalidParams("tokenize needs 'content' (or 'prompt')", param="content")
-    backend = state.backend
-    ids = getattr(backend, "tokenize", None)
-    if ids is not None:
-        tokens: list[int] = await asyncio.to_thread(ids, text)
-        return {"tokens": tokens, "count": len(tokens)}
-    count = await asyncio.to_thread(backend.count_tokens, text)
-    return {"count": count, "approximate": not backend.capabilities.exact_token_count}
+    _persona, model = state.resolve(body.model)
+    async with state.models.pinned(model) as backend:
+        ids = getattr(backend, "tokenize", None)
+        if ids is not None:
+            tokens: list[int] = await asyncio.to_thread(ids, text)
+            return {"tokens": tokens, "count": len(tokens)}
+        count = await asyncio.to_thread(backend.count_tokens, text)
+        return {"count": count, "approximate": not backend.capabilities.exact_token_count}

@@ -46,8 +46,21 @@ class GenerationQueue:
         self._running = 0
         self._lines: OrderedDict[str, deque[asyncio.Future[None]]] = OrderedDict()
         self._waiting = 0
+        self._workers = parallel
         self._executor = ThreadPoolExecutor(max_workers=parallel,
                                             thread_name_prefix="chinwag-model")
+
+    def resize(self, parallel: int) -> None:
+        """Let ``parallel`` generations run at once from now on (a model loaded again may
+        batch more or fewer); waiting requests take the new places at once. Call it on the
+        event loop."""
+        self.parallel = max(1, parallel)
+        if self.parallel > self._workers:
+            old, self._workers = self._executor, self.parallel
+            self._executor = ThreadPoolExecutor(max_workers=self.parallel,
+                                                thread_name_prefix="chinwag-model")
+            old.shutdown(wait=False)
+        self._hand_out()
 
     @property
     def waiting(self) -> int:
@@ -100,6 +113,10 @@ class GenerationQueue:
     def _release(self) -> None:
         """Free a place and hand it to the next line in turn."""
         self._running -= 1
+        self._hand_out()
+
+    def _hand_out(self) -> None:
+        """Give the free places to the lines in turn."""
         while self._running < self.parallel and self._lines:
             who, line = next(iter(self._lines.items()))
             turn = line.popleft()

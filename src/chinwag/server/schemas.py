@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from chinwag.errors import InvalidParams
+from chinwag.llms.registry import parse_keep_alive
 from chinwag.types import Message, SamplingParams
 
 
@@ -71,6 +72,15 @@ class Sampling(_Body):
     seed: int | None = None
     cache_prompt: bool | None = None
     n: int = 1
+    keep_alive: float | str | None = None  # Ollama's: seconds or a duration ("5m")
+
+    def keep_alive_seconds(self) -> float | None:
+        """``keep_alive`` in seconds (``chinwag.llms.parse_keep_alive``), None if not given.
+
+        Raises:
+            InvalidParams: not seconds nor a duration.
+        """
+        return parse_keep_alive(self.keep_alive)
 
     def apply(self, base: SamplingParams) -> SamplingParams:
         """``base`` with the fields this request set.
@@ -112,6 +122,14 @@ class CompletionRequest(Sampling):
     stream_options: StreamOptions | None = None
     response_format: ResponseFormat | None = None
     user: str | None = None
+
+
+class ModelRequest(_Body):
+    """``POST /models/load`` and ``/models/unload`` (llama-server's shape), with Ollama's
+    ``keep_alive`` for a load."""
+
+    model: str = Field(min_length=1)
+    keep_alive: float | str | None = None
 
 
 class TokenizeRequest(_Body):

@@ -1,4 +1,4 @@
-"""What one running server holds: settings, the model, personas, the queue, metrics, the
+"""What one running server holds: settings, the models, personas, the queues, metrics, the
 conversation database.
 
 Built in the app's lifespan and reached by routes through ``get_state`` (no globals).
@@ -22,6 +22,7 @@ from chinwag.chat.persona import Persona, load_personas
 from chinwag.errors import ChinwagError, InvalidParams, UnknownPersona
 from chinwag.knowledge.policy import OnSourceError
 from chinwag.knowledge.service import Knowledge
+from chinwag.llms import ModelHandle, ModelRegistry, server_models
 from chinwag.npc import NPC
 from chinwag.prompting import Prompt
 from chinwag.server.metrics import Metrics
@@ -33,18 +34,33 @@ from chinwag.types import Done, Event, EventStream, SamplingParams
 log = logging.getLogger("chinwag.server")
 
 
-@dataclass
-class PersonaModel:
-    """An LLM that some personas name (``llm:`` in the persona file), other than the server's
-    own, with its own line.
+class _ModelEvents:
+    """The registry's loads and unloads, told to the metrics and the model's line (whose
+    places become the loaded backend's ``max_parallel``)."""
 
-    Attributes:
-        backend: the LLM.
-        queue: the line for it (its places are its ``max_parallel``).
-    """
+    def __init__(self, metrics: Metrics, queues: dict[str, GenerationQueue]) -> None:
+        self.metrics, self.queues = metrics, queues
 
-    backend: LanguageBackend
-    queue: GenerationQueue
+    def loaded(self, model: str, backend: LanguageBackend, seconds: float) -> None:
+        self.metrics.model_loaded(model, seconds)
+        queue = self.queues.get(model)
+        if queue is not None:
+            queue.resize(backend.max_parallel)
+
+    def load_failed(self, model: str, error: ChinwagError) -> None:
+        self.metrics.model_load_failed(model)
+
+    def unloaded(self, model: str, reason: str) -> None:
+        self.metrics.model_unloaded(model, reason)
+
+
+def _summed(stats: list[dict[str, float]]) -> dict[str, float]:
+    """Counters of several models added up by name."""
+    total: dict[str, float] = {}
+    for one in stats:
+        for key, value in one.items():
+            total[key] = total.get(key, 0) + value
+    return total
 
 
 @dataclass
@@ -53,74 +69,130 @@ class ServerState:
 
     Attributes:
         settings: the server's settings.
-        backend: the model.
-        model_id: the model's id in the OpenAI API (``/v1/models``).
+        models: the LLMs the server offers, loaded on demand (``chinwag.llms``); the first is
+            the default.
+        model_ids: the model id of each LLM reference (``--llm``, a persona's ``llm:``;
+            ``""``: the default).
+        handles: each model as a ``LanguageBackend`` (loaded when used), by id.
+        queues: each model's line, by id.
         personas: every persona by name, loaded at start.
-        queue: the line for the model.
         metrics: Prometheus metrics.
         store: the conversation database (server-side memory of the persona endpoints).
         knowledge: sources, fetched pages, fact collections, the embedding model.
-        persona_models: the LLMs personas name other than the server's own, by the name or
-            file the personas give (``llm:``).
         turn_locks: the lock of each stored conversation with a turn running or waiting, so
             that its turns never overlap (weak: a lock goes when no turn needs it).
         background: summaries being written after their replies were sent.
         npcs: the game NPCs talked to through the NPC API, by (persona, NPC id), made on
             first use.
+        sweeper: the task unloading idle models (``start``).
+        given: the default model's backend as it was given to ``build``.
     """
 
     settings: Settings
-    backend: LanguageBackend
-    model_id: str
+    models: ModelRegistry
+    model_ids: dict[str, str]
+    handles: dict[str, ModelHandle]
+    queues: dict[str, GenerationQueue]
     personas: dict[str, Persona]
-    queue: GenerationQueue
     metrics: Metrics
     store: Store
     knowledge: Knowledge
-    persona_models: dict[str, PersonaModel] = field(default_factory=dict)
     turn_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = field(
         default_factory=weakref.WeakValueDictionary)
     background: set[asyncio.Task[None]] = field(default_factory=set)
     npcs: dict[tuple[str, str], NPC] = field(default_factory=dict)
+    sweeper: asyncio.Task[None] | None = None
+    given: LanguageBackend | None = None
 
     @classmethod
-    def build(cls, settings: Settings, backend: LanguageBackend) -> ServerState:
-        """Load the personas, the LLMs they name (other than ``backend``), and open the
-        database.
+    def build(cls, settings: Settings, backend: LanguageBackend, *,
+              resident: bool = False) -> ServerState:
+        """Load the personas, check the LLMs the settings and personas name (they load on
+        first use; ``backend`` is the default, loaded already), and open the database.
+
+        ``resident``: ``backend`` is the caller's (``ModelRegistry.adopt``): never unloaded.
 
         Raises:
             PersonaError: a persona file cannot be loaded.
-            ConfigError, ModelError, BackendError: an LLM a persona names cannot be loaded.
+            ConfigError: an LLM named by ``--llm`` or a persona has no config, or a broken one.
             StoreError: the database cannot be opened (a newer schema, a corrupt file).
         """
-        from chinwag.backends.config import open_llm
-
-        metrics = Metrics(backend.cache_stats, backend.engine_stats)
         personas = load_personas(settings.user_personas_dir())
-        models: dict[str, PersonaModel] = {}
-        store = Store(settings.db_path())
-        try:
-            for ref in sorted({p.llm for p in personas.values() if p.llm} - {settings.llm}):
-                extra = open_llm(ref, settings)
-                models[ref] = PersonaModel(extra, GenerationQueue(
-                    settings.max_queue, lambda depth: None, parallel=extra.max_parallel))
-                log.info("personas naming LLM %r run on %s", ref, extra.info().name)
-            return cls(settings=settings, backend=backend, model_id=backend.info().name,
-                       personas=personas,
-                       queue=GenerationQueue(settings.max_queue, metrics.queue_depth.set,
-                                             parallel=backend.max_parallel),
-                       metrics=metrics, store=store, knowledge=Knowledge(settings, store),
-                       persona_models=models)
-        except BaseException:
-            for model in models.values():
-                model.backend.close()
-            store.close()
-            raise
+        specs, ids, loader = server_models(settings, backend,
+                                           (p.llm for p in personas.values() if p.llm))
+        queues: dict[str, GenerationQueue] = {}
+        registry_box: list[ModelRegistry] = []
 
-    def model_for(self, persona: Persona | None) -> tuple[LanguageBackend, GenerationQueue]:
-        """The LLM a persona runs on and its line: the one it names, else the server's."""
-        named = self.persona_models.get(persona.llm or "") if persona is not None else None
-        return (named.backend, named.queue) if named else (self.backend, self.queue)
+        def stats(kind: str) -> dict[str, float]:
+            return _summed([getattr(b, kind)() for b in registry_box[0].loaded()]
+                           if registry_box else [])
+
+        metrics = Metrics(lambda: {k: int(v) for k, v in stats("cache_stats").items()},
+                          lambda: stats("engine_stats"))
+
+        def depth(_: int) -> None:
+            metrics.queue_depth.set(sum(q.waiting for q in queues.values()))
+
+        for spec in specs:
+            queues[spec.id] = GenerationQueue(settings.max_queue, depth,
+                                              parallel=settings.parallel)
+        registry = ModelRegistry(
+            specs, loader, max_loaded=settings.models_max,
+            max_bytes=int(settings.models_memory) if settings.models_memory else None,
+            idle=settings.models_idle, wait=settings.models_wait,
+            events=_ModelEvents(metrics, queues))
+        registry_box.append(registry)
+        registry.adopt(specs[0].id, backend, resident=resident)
+        store = Store(settings.db_path())
+        return cls(settings=settings, models=registry, model_ids=ids,
+                   handles={s.id: ModelHandle(registry, s.id) for s in specs}, queues=queues,
+                   personas=personas, metrics=metrics, store=store,
+                   knowledge=Knowledge(settings, store), given=backend)
+
+    async def start(self) -> None:
+        """Begin serving: tie the models to this event loop and unload idle ones every
+        second."""
+        self.models.bind()
+
+        async def sweep() -> None:
+            while True:
+                await asyncio.sleep(1.0)
+                try:
+                    await self.models.sweep()
+                except ChinwagError as e:  # pragma: no cover - closing a backend failed
+                    log.warning("unloading idle models failed: %s", e)
+
+        self.sweeper = asyncio.get_running_loop().create_task(sweep())
+
+    @property
+    def model_id(self) -> str:
+        """The default model's id (requests that name no model)."""
+        return self.models.default
+
+    @property
+    def queue(self) -> GenerationQueue:
+        """The default model's line."""
+        return self.queues[self.models.default]
+
+    def model_of(self, persona: Persona | None, model: str | None = None) -> str:
+        """The id of the model a request runs on: its persona's own LLM, else the model it
+        names (an id or alias), else the default.
+
+        Raises:
+            UnknownModel: ``model`` names no model (HTTP 404).
+        """
+        if persona is not None and persona.llm:
+            return self.model_ids[persona.llm]
+        if model:
+            return self.models.spec(model).id
+        return self.models.default
+
+    def model_for(self, persona: Persona | None, model: str | None = None
+                  ) -> tuple[LanguageBackend, GenerationQueue]:
+        """The LLM a request runs on (``model_of``, as a handle that loads it when used) and
+        its line."""
+        found = self.model_of(persona, model)
+        return self.handles[found], self.queues[found]
 
     def persona(self, name: str) -> Persona:
         """The persona called ``name``.
@@ -132,36 +204,51 @@ class ServerState:
             raise UnknownPersona(name, sorted(self.personas))
         return self.personas[name]
 
-    def persona_or_model(self, model: str | None) -> Persona | None:
-        """For an OpenAI ``model`` field: None for the model itself (or no model given), the
-        persona of that name otherwise.
+    def resolve(self, model: str | None) -> tuple[Persona | None, str]:
+        """For an OpenAI ``model`` field: (None, the model's id) for one of the models (or no
+        model given: the default), else (the persona of that name, the model it runs on).
 
         Raises:
-            UnknownPersona: neither the model's id nor a persona (HTTP 404).
+            UnknownPersona: neither a model nor a persona (HTTP 404; the message lists both).
         """
-        if not model or model == self.model_id:
-            return None
-        return self.persona(model)
+        if not model:
+            return None, self.models.default
+        found = self.models.resolve(model)
+        if found is not None:
+            return None, found
+        if model not in self.personas:
+            raise UnknownPersona(model, sorted(self.personas), models=self.models.ids)
+        persona = self.personas[model]
+        return persona, self.model_of(persona)
 
     async def generate(self, prompt: str | Prompt, params: SamplingParams,
-                       who: str = "", persona: Persona | None = None) -> AsyncIterator[Event]:
+                       who: str = "", persona: Persona | None = None, *,
+                       model: str | None = None,
+                       keep_alive: float | None = None) -> AsyncIterator[Event]:
         """Stream a raw completion of text, or the reply to a rendered chat, through the
-        queue (in ``who``'s line, see ``requester``) of the LLM ``persona`` runs on,
-        recording metrics when it ends."""
+        queue (in ``who``'s line, see ``requester``) of the LLM the request runs on
+        (``model_of``: loaded first if need be, and held until the stream ends), recording
+        metrics when it ends.
+
+        Raises:
+            UnknownModel, ModelLoadFailed, Overloaded: see ``ModelRegistry.acquire``.
+        """
         timer = self.metrics.timer()
-        backend, queue = self.model_for(persona)
+        found = self.model_of(persona, model)
+        backend, queue = self.handles[found], self.queues[found]
 
         def start() -> EventStream:
             if isinstance(prompt, Prompt):
                 return backend.generate_chat(prompt, params)
             return backend.generate(prompt, params)
 
-        async for event in queue.stream(start, who):
-            if isinstance(event, Done):
-                timer.done(event.usage)
-            else:
-                timer.piece()
-            yield event
+        async with self.models.pinned(found, keep_alive):
+            async for event in queue.stream(start, who):
+                if isinstance(event, Done):
+                    timer.done(event.usage)
+                else:
+                    timer.piece()
+                yield event
 
     def chatbot(self, persona: Persona, user: str | None,
                 conversation: str | None = None) -> Chatbot:
@@ -209,22 +296,24 @@ class ServerState:
             InvalidParams, UnknownSource, FetchError: see ``Chatbot.plan`` and
                 ``Chatbot.gather`` (before anything is streamed).
         """
-        plan = await run_in_threadpool(lambda: chatbot.plan(text, given=given))
-        if status is not None:
-            for line in plan.status_lines():
-                await status(line)
-        gathered = await run_in_threadpool(chatbot.gather, plan, on_source_error)
-        cid = chatbot.conversation_id
-        lock = self._turn_lock(cid) if cid else asyncio.Lock()
-        async with lock:
-            timer = self.metrics.timer()
-            line = f"user:{_owner(chatbot)}" if _owner(chatbot) else who
-            queue = self.model_for(chatbot.persona)[1]
-            async for piece in queue.stream(lambda: chatbot.send(text, gathered), line):
-                timer.piece()
-                yield piece
-            if chatbot.last is not None:
-                timer.done(chatbot.last.usage)
+        model = self.model_of(chatbot.persona)
+        async with self.models.pinned(model):
+            plan = await run_in_threadpool(lambda: chatbot.plan(text, given=given))
+            if status is not None:
+                for line in plan.status_lines():
+                    await status(line)
+            gathered = await run_in_threadpool(chatbot.gather, plan, on_source_error)
+            cid = chatbot.conversation_id
+            lock = self._turn_lock(cid) if cid else asyncio.Lock()
+            async with lock:
+                timer = self.metrics.timer()
+                line = f"user:{_owner(chatbot)}" if _owner(chatbot) else who
+                async for piece in self.queues[model].stream(
+                        lambda: chatbot.send(text, gathered), line):
+                    timer.piece()
+                    yield piece
+                if chatbot.last is not None:
+                    timer.done(chatbot.last.usage)
         if chatbot.summary_due():
             task = asyncio.get_running_loop().create_task(self._summarize(chatbot))
             self.background.add(task)
@@ -266,18 +355,19 @@ class ServerState:
                         chatbot.conversation_id, e)
 
     async def close(self, *, close_backend: bool = True) -> None:
-        """Shut down, once, in order: wait for the summaries still being written, stop the
-        lines, free the LLMs personas name, close the database and, with ``close_backend``,
-        the server's own LLM (a backend passed in by a test may be the caller's to close)."""
+        """Shut down, once, in order: wait for the summaries still being written, stop
+        unloading idle models, stop the lines, unload the models (with ``close_backend``, the
+        default one too: a backend passed in by a test may be the caller's to close) and close
+        the database."""
         if self.background:
             await asyncio.gather(*self.background, return_exceptions=True)
-        for model in self.persona_models.values():
-            model.queue.close()
-            model.backend.close()
-        self.queue.close()
+        if self.sweeper is not None:
+            self.sweeper.cancel()
+            await asyncio.gather(self.sweeper, return_exceptions=True)
+        for queue in self.queues.values():
+            queue.close()
+        await self.models.close(keep=None if close_backend else self.given)
         self.store.close()
-        if close_backend:
-            self.backend.close()
 
 
 def _owner(chatbot: Chatbot) -> str | None:
