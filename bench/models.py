@@ -174,7 +174,7 @@ def main() -> None:
         router_ids = (gemma.stem, smol.stem)
         with router(folder, args.threads, args.n_ctx) as llama:
             servers: list[tuple[str, Server, tuple[str, str]]] = [
-                ("chinwag", chinwag(args.threads, args.n_ctx), ("default", "smollm2")),
+                ("chinwag", chinwag(args.threads, args.n_ctx), (gemma.stem, "smollm2")),
                 ("llama_router", llama, router_ids)]
             for round_no in range(args.rounds):
                 for name, start, ids in servers:

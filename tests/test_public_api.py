@@ -18,10 +18,12 @@ EXPECTED = {
     "EmbeddingsUnavailable", "Example",
     "FetchError", "FormatError", "HttpBackend", "HumanBackend", "InvalidParams",
     "LanguageBackend", "LlamaCppBackend", "Message", "ModelError", "ModelInfo", "ModelLoadError",
+    "ModelLoadFailed",
     "ModelNotFound", "NPCBusy", "OpenAIBackend", "Overloaded", "Persona", "PersonaError", "Prompt",
     "RemoteError", "SamplingParams", "SchemaError", "ScriptedBackend", "Settings", "SourceError",
     "Speakers", "Store", "StoreCorrupt", "StoreError", "StoreVersionError", "TokenEvent",
-    "TransformersBackend", "UnknownPersona", "UnknownSource", "Usage", "collect", "get_persona",
+    "TransformersBackend", "UnknownModel", "UnknownPersona", "UnknownSource", "Usage", "collect",
+    "get_persona",
     "load_backend", "load_persona_file", "load_personas", "load_settings", "resolve_model",
 }
 

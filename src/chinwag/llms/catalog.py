@@ -44,11 +44,12 @@ def server_models(settings: Settings, default: LanguageBackend, persona_refs: It
                              Callable[[ModelSpec], LanguageBackend]]:
     """The models a server offers, the default first, and how to load them.
 
-    The default is ``settings.llm`` (its id its name, e.g. ``default``, with the model file's
-    name as an alias) or, without one, the GGUF model the settings describe (its id the file's
-    name, ``gemma-3-270m-q4_k_m``); then ``settings.more_llms`` and the LLMs personas name
-    (``llm:``), each checked now (a missing or broken config fails the start, at its file and
-    line) but loaded on first use.
+    The default is ``settings.llm`` or, without one, the GGUF model the settings describe; its
+    id is the model's own name, as a single-model server has always listed it
+    (``gemma-3-270m-q4_k_m``, or what a remote server calls its model), and its LLM name
+    (``default``) is an alias. Then ``settings.more_llms`` and the LLMs personas name
+    (``llm:``), each by its LLM name (``smollm2``; a file by its stem), each checked now (a
+    missing or broken config fails the start, at its file and line) but loaded on first use.
 
     Args:
         settings: the server's settings.
@@ -65,11 +66,11 @@ def server_models(settings: Settings, default: LanguageBackend, persona_refs: It
     from chinwag.backends import load_backend
     from chinwag.backends.config import open_llm
 
-    name = default.info().name
-    first = llm_id(settings.llm) if settings.llm else name
+    first = default.info().name
+    alias = llm_id(settings.llm) if settings.llm else first
     specs = [ModelSpec(first, settings.llm, description=str(default.info().extra.get(
-        "description", name)), aliases=(name,) if name != first else ())]
-    taken = {first, name}
+        "description", first)), aliases=(alias,) if alias != first else ())]
+    taken = {first, alias}
     ids = {"": first}
     if settings.llm:
         ids[settings.llm] = first

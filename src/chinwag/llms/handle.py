@@ -65,7 +65,9 @@ class ModelHandle(LanguageBackend):
         return self.registry.acquire_sync(self.model_id)
 
     def _loaded(self) -> LanguageBackend:
-        """The loaded backend, for a quick question (loaded first if needed)."""
+        """The loaded backend, for a question answered from Python objects that outlive an
+        unload (its chat format, context length, capabilities); loaded first if needed.
+        Anything that calls into llama.cpp takes a lease instead."""
         found = self.registry.loaded_backend(self.model_id)
         if found is not None:
             return found
@@ -90,7 +92,11 @@ class ModelHandle(LanguageBackend):
         return self._loaded().chat_format
 
     def memory_bytes(self) -> int:
-        return self._loaded().memory_bytes()
+        lease = self._lease()
+        try:
+            return lease.backend.memory_bytes()
+        finally:
+            lease.release()
 
     def count_tokens(self, text: str) -> int:
         lease = self._lease()
@@ -145,7 +151,11 @@ class ModelHandle(LanguageBackend):
         return self._loaded().render(messages, speakers, chat_format)
 
     def info(self) -> ModelInfo:
-        return self._loaded().info()
+        lease = self._lease()
+        try:
+            return lease.backend.info()
+        finally:
+            lease.release()
 
     def cache_stats(self) -> dict[str, int]:
         found = self.registry.loaded_backend(self.model_id)

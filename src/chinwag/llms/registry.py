@@ -509,19 +509,7 @@ class ModelRegistry:
             self._notify()
             return
         seconds = self._clock() - started
-        try:
-            size = self._size_of(backend)
-        except Exception:
-            size = 0
-        with self._lock:
-            entry.backend = backend
-            entry.size = size or entry.spec.estimate_bytes
-            entry.status = ModelStatus.LOADED
-            entry.loads += 1
-            entry.loaded_at = self._wall()
-            entry.last_used = self._clock()
-            entry.idle_since = self._wall()
-            entry.keep_alive = self.idle
+        self._set_loaded(entry, backend)
         log.info("model %s loaded in %.1f s (%d MB)", entry.spec.id, seconds, entry.size >> 20)
         if self._events is not None:
             self._events.loaded(entry.spec.id, backend, seconds)
@@ -531,6 +519,23 @@ class ModelRegistry:
         if self._closed:
             await self._unload(entry, "shutdown")
         self._notify()
+
+    def _set_loaded(self, entry: _Entry, backend: LanguageBackend, *,
+                    resident: bool = False) -> None:
+        """Record ``backend`` as ``entry``'s, loaded now (its size measured), idle."""
+        try:
+            size = self._size_of(backend)
+        except Exception:  # a size is a nicety: the estimate stands in
+            size = 0
+        with self._lock:
+            entry.backend = backend
+            entry.status = ModelStatus.LOADED
+            entry.resident = resident
+            entry.size = size or entry.spec.estimate_bytes
+            entry.loads += 1
+            entry.loaded_at = entry.idle_since = self._wall()
+            entry.last_used = self._clock()
+            entry.keep_alive = self.idle
 
     async def _trim(self, keep: _Entry) -> None:
         """Unload idle models (least recently used first) while the loaded ones take more than
@@ -628,19 +633,7 @@ class ModelRegistry:
                 ``max_loaded`` and ``max_bytes``.
         """
         entry = self._entry(model)
-        try:
-            size = self._size_of(backend)
-        except Exception:
-            size = 0
-        with self._lock:
-            entry.backend = backend
-            entry.status = ModelStatus.LOADED
-            entry.resident = resident
-            entry.size = size or entry.spec.estimate_bytes
-            entry.loads += 1
-            entry.loaded_at = entry.idle_since = self._wall()
-            entry.last_used = self._clock()
-            entry.keep_alive = self.idle
+        self._set_loaded(entry, backend, resident=resident)
         if self._events is not None:
             self._events.loaded(entry.spec.id, backend, 0.0)
 
