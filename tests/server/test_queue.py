@@ -131,3 +131,30 @@ def test_a_consumer_that_leaves_stops_a_worker_blocked_inside_the_backend() -> N
         queue.close()
 
     asyncio.run(main())
+
+
+def test_a_waiting_request_is_told_how_many_are_ahead_of_it() -> None:
+    async def main() -> list[int]:
+        queue, log = GenerationQueue(max_queue=50, parallel=1), Log()
+        blocker = asyncio.create_task(run_one(queue, log, "first", "x", hold=True))
+        await until(lambda: log.started == ["first"])
+        others = [asyncio.create_task(run_one(queue, log, f"a{i}", "alice", hold=True))
+                  for i in range(2)]
+        await until(lambda: queue.waiting == 2)
+        told: list[int] = []
+
+        async def ahead(n: int) -> None:
+            told.append(n)
+
+        async def mine() -> list[str]:
+            return [x async for x in queue.stream(lambda: log.job("bob", hold=True), "bob",
+                                                   ahead)]
+
+        bob = asyncio.create_task(mine())
+        await until(lambda: told == [1])  # round robin: one of alice's, then bob
+        log.gate.set()
+        await asyncio.gather(blocker, *others, bob)
+        queue.close()
+        return told
+
+    assert asyncio.run(main()) == [1, 0]

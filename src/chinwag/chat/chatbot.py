@@ -281,14 +281,44 @@ class Chatbot:
 
     def _remember_answer(self, asked: StoredMessage, reply: str, *, complete: bool) -> None:
         tokens = self.backend.count_tokens(reply)
+        model = self.model_name
+        sources = [report.as_dict() for report in self.last_sources]
         if self.store is not None:
-            answer = self.store.finish_turn(asked, reply, tokens=tokens, complete=complete)
+            answer = self.store.finish_turn(asked, reply, tokens=tokens, complete=complete,
+                                            model=model, sources=sources)
         else:
             answer = StoredMessage(id=-1, conversation_id="", seq=asked.seq + 1,
                                    role="assistant", content=reply, created_at=time.time(),
-                                   tokens=tokens, complete=complete)
+                                   tokens=tokens, complete=complete, model=model,
+                                   sources=tuple(sources))
         self.log[-1] = StoredMessage(**{**asked.__dict__, "complete": complete})
         self.log.append(answer)
+
+    @property
+    def model_name(self) -> str:
+        """The model answering: its id in a server (``ModelHandle.model_id``), else the
+        backend's model name."""
+        return str(getattr(self.backend, "model_id", None) or self.backend.info().name)
+
+    def truncate(self, seq: int) -> int:
+        """Forget the messages from ``seq`` on, from the store too (an edited message and
+        what followed it; a reply to answer again). A summary that covered any of them is
+        dropped. Returns how many were forgotten.
+
+        Raises:
+            StoreError: the store cannot be written.
+        """
+        if self.store is not None and self.conversation is not None:
+            self.store.delete_messages_from(self.conversation.id, seq)
+            found = self.store.get_conversation(self.conversation.id)
+            self.summary, self.summarized_through = found.summary, found.summarized_through
+        elif self.summarized_through >= seq:
+            self.summary, self.summarized_through = "", -1
+        gone = [m for m in self.log if m.seq >= seq]
+        self.log = [m for m in self.log if m.seq < seq]
+        self._left_out = []
+        self.last = None
+        return len(gone)
 
     def take_back(self) -> int:
         """Forget the last turn if it did not complete (the last user message and what

@@ -3,7 +3,7 @@
 Routes: the OpenAI-compatible API (``openai_api``), the persona endpoints (``persona_api``),
 text-generation-webui's legacy API (``textgen_api``), ``/health`` and ``/metrics``
 (``ops_api``), the models loaded on demand (``models_api``), stored conversations
-(``conversations_api``), knowledge sources
+(``conversations_api``) and the chat page's turns in them (``chat_api``), knowledge sources
 (``sources_api``), fact collections and ``/v1/embeddings`` (``knowledge_api``), and the
 web page at ``/`` (``static/``).
 """
@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chinwag.backends.base import LanguageBackend
 from chinwag.server import (
+    chat_api,
     conversations_api,
     knowledge_api,
     models_api,
@@ -153,6 +154,7 @@ def create_app(settings: Settings, backend: LanguageBackend | None = None, *,
     app.include_router(sources_api.router)
     app.include_router(npc_api.router)
     app.include_router(models_api.router)
+    app.include_router(chat_api.router)
     if STATIC.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

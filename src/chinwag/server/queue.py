@@ -19,9 +19,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from chinwag.cancellation import stream_in_thread
 from chinwag.errors import Overloaded
@@ -46,6 +46,7 @@ class GenerationQueue:
         self._running = 0
         self._lines: OrderedDict[str, deque[asyncio.Future[None]]] = OrderedDict()
         self._waiting = 0
+        self._changed: asyncio.Event | None = None  # set (and replaced) when the lines move
         self._workers = parallel
         self._executor = ThreadPoolExecutor(max_workers=parallel,
                                             thread_name_prefix="chinwag-model")
@@ -67,9 +68,14 @@ class GenerationQueue:
         """Requests waiting for the model now."""
         return self._waiting
 
-    async def stream(self, start: Callable[[], Iterator[T]], who: str = "") -> AsyncIterator[T]:
+    async def stream(self, start: Callable[[], Iterator[T]], who: str = "",
+                     on_wait: Callable[[int], Awaitable[None]] | None = None
+                     ) -> AsyncIterator[T]:
         """Wait for the model (in ``who``'s line), then yield what ``start()`` yields,
         produced in the worker.
+
+        ``on_wait`` is awaited with the number of requests that will be served before this
+        one (``ahead``) when it has to wait, and again each time that number changes.
 
         ``start`` is called in the worker thread; what it raises is raised here. Closing this
         async iterator early (or cancelling the task reading it) stops the generator at its
@@ -78,14 +84,15 @@ class GenerationQueue:
         Raises:
             Overloaded: ``max_queue`` requests are already waiting.
         """
-        await self._acquire(who)
+        await self._acquire(who, on_wait)
         try:
             async for item in self._run(start):
                 yield item
         finally:
             self._release()
 
-    async def _acquire(self, who: str) -> None:
+    async def _acquire(self, who: str,
+                       on_wait: Callable[[int], Awaitable[None]] | None = None) -> None:
         if self._running < self.parallel and not self._lines:
             self._running += 1
             return
@@ -95,8 +102,12 @@ class GenerationQueue:
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._lines.setdefault(who, deque()).append(turn)
         self._set_waiting(+1)
+        self._moved()
         try:
-            await turn
+            if on_wait is None:
+                await turn
+            else:
+                await self._report(turn, on_wait)
         except asyncio.CancelledError:
             if turn.done() and not turn.cancelled():  # given a place, then cancelled
                 self._release()
@@ -106,9 +117,49 @@ class GenerationQueue:
                     line.remove(turn)
                     if not line:
                         del self._lines[who]
+                    self._moved()
             raise
         finally:
             self._set_waiting(-1)
+
+    async def _report(self, turn: asyncio.Future[None],
+                      on_wait: Callable[[int], Awaitable[None]]) -> None:
+        """Wait for ``turn``, telling ``on_wait`` how many are ahead whenever it changes."""
+        told: int | None = None
+        while not turn.done():
+            ahead = self.ahead(turn)
+            if ahead != told:
+                told = ahead
+                await on_wait(ahead)
+            if self._changed is None:
+                self._changed = asyncio.Event()
+            moved = asyncio.ensure_future(self._changed.wait())
+            try:
+                either: set[asyncio.Future[Any]] = {turn, moved}
+                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                moved.cancel()
+        await turn
+
+    def ahead(self, turn: asyncio.Future[None]) -> int:
+        """How many waiting requests will be given a place before ``turn`` (the lines taken
+        in turn, as ``_hand_out`` does); the number waiting if it is not among them."""
+        order = deque((who, deque(line)) for who, line in self._lines.items())
+        count = 0
+        while order:
+            who, line = order.popleft()
+            if line.popleft() is turn:
+                return count
+            count += 1
+            if line:
+                order.append((who, line))
+        return count
+
+    def _moved(self) -> None:
+        """Wake the requests reporting their place (``_report``)."""
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
 
     def _release(self) -> None:
         """Free a place and hand it to the next line in turn."""
@@ -127,6 +178,7 @@ class GenerationQueue:
             if not turn.done():
                 turn.set_result(None)
                 self._running += 1
+        self._moved()
 
     def _set_waiting(self, change: int) -> None:
         self._waiting += change

@@ -132,6 +132,61 @@ class ModelRequest(_Body):
     keep_alive: float | str | None = None
 
 
+class PageParams(_Body):
+    """Sampling settings a chat page sends (None: the persona's own)."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    min_p: float | None = None
+    max_tokens: int | None = None
+    repeat_penalty: float | None = None
+    seed: int | None = None
+
+    def changes(self) -> dict[str, Any]:
+        """The settings given, by name."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class PageChatRequest(_Body):
+    """``POST /chat/{persona}``: a message in a stored conversation (a new one when
+    ``conversation`` is null)."""
+
+    user: str = Field(min_length=1, max_length=200)
+    conversation: str | None = None
+    text: str = Field(min_length=1)
+    model: str | None = None
+    params: PageParams | None = None
+
+
+class RegenerateRequest(_Body):
+    """``POST /conversations/{id}/regenerate``: answer the last user message again."""
+
+    user: str | None = None
+    model: str | None = None
+    params: PageParams | None = None
+
+
+class EditRequest(RegenerateRequest):
+    """``POST /conversations/{id}/edit``: replace the user message ``seq`` (and drop what
+    followed it), then answer it."""
+
+    seq: int = Field(ge=0)
+    text: str = Field(min_length=1)
+
+
+class RenameRequest(_Body):
+    """``PATCH /conversations/{id}``: a new title (``""``: back to the first message)."""
+
+    title: str = Field(max_length=200)
+
+
+class TruncateRequest(_Body):
+    """``POST /conversations/{id}/truncate``: forget the messages from ``seq`` on."""
+
+    seq: int = Field(ge=0)
+
+
 class TokenizeRequest(_Body):
     """``/tokenize``: llama.cpp sends ``content``, vLLM ``prompt`` (and ``model``)."""
 

@@ -181,7 +181,7 @@ class ServerState:
         Raises:
             UnknownModel: ``model`` names no model (HTTP 404).
         """
-        if persona is not None and persona.llm:
+        if persona is not None and persona.llm and not model:
             return self.model_ids[persona.llm]
         if model:
             return self.models.spec(model).id
@@ -251,10 +251,12 @@ class ServerState:
                 yield event
 
     def chatbot(self, persona: Persona, user: str | None,
-                conversation: str | None = None) -> Chatbot:
+                conversation: str | None = None, *, model: str | None = None,
+                new: bool = False) -> Chatbot:
         """The chatbot for a persona endpoint's request: the conversation ``conversation``
-        (by id), else the user's latest one with the persona (created on first use), else,
-        without a user, a fresh conversation that is not stored.
+        (by id), else (``new``) a new stored conversation, else the user's latest one with
+        the persona (created on first use), else, without a user, a fresh conversation that
+        is not stored. It runs on ``model_of(persona, model)``.
 
         Raises:
             ConversationNotFound: no conversation has that id (HTTP 404).
@@ -267,18 +269,22 @@ class ServerState:
                 raise InvalidParams(f"conversation {conversation} is not one of "
                                     f"{user or 'anyone'}'s with {persona.name}",
                                     param="conversation")
-            return Chatbot(self.model_for(persona)[0], persona, user=found.user,
+            return Chatbot(self.model_for(persona, model)[0], persona, user=found.user,
                            store=self.store, conversation=found, knowledge=self.knowledge)
+        backend = self.model_for(persona, model)[0]
         if user is None:
-            return Chatbot(self.model_for(persona)[0], persona, knowledge=self.knowledge)
-        return Chatbot(self.model_for(persona)[0], persona, user=user, store=self.store,
-                       conversation=self.store.conversation_for(persona.name, user),
+            return Chatbot(backend, persona, knowledge=self.knowledge)
+        return Chatbot(backend, persona, user=user, store=self.store,
+                       conversation=None if new else self.store.conversation_for(persona.name,
+                                                                                 user),
                        knowledge=self.knowledge)
 
     async def chat_turn(self, chatbot: Chatbot, text: str, who: str = "", *,
                         status: Callable[[str], Awaitable[None]] | None = None,
                         on_source_error: OnSourceError | None = None,
-                        given: str | None = None) -> AsyncIterator[str]:
+                        given: str | None = None,
+                        queued: Callable[[int], Awaitable[None]] | None = None,
+                        replace_from: int | None = None) -> AsyncIterator[str]:
         """One turn of a server-side conversation, streamed through the queue (in the line
         of the chatbot's user, else of ``who``).
 
@@ -286,7 +292,11 @@ class ServerState:
         takes a place in the queue (``Chatbot.plan``, ``Chatbot.gather``); ``status`` is
         awaited with each line of what is about to be fetched ("Reading https://...").
         ``chatbot.last_sources`` says what went in. ``given``: a URL or context text
-        given beside the message (``/toil``'s ``text``).
+        given beside the message (``/toil``'s ``text``). ``queued`` is awaited with the
+        number of requests ahead while the turn waits in the queue
+        (``GenerationQueue.stream``'s ``on_wait``). ``replace_from``: the conversation's
+        messages from this seq on are forgotten first (an edit, a regenerated answer), under
+        the conversation's lock.
 
         Turns of one stored conversation take place one after the other. When the persona
         keeps a summary and one is due, it is written after the reply has been delivered
@@ -296,7 +306,7 @@ class ServerState:
             InvalidParams, UnknownSource, FetchError: see ``Chatbot.plan`` and
                 ``Chatbot.gather`` (before anything is streamed).
         """
-        model = self.model_of(chatbot.persona)
+        model = self.model_of_chatbot(chatbot)
         async with self.models.pinned(model):
             plan = await run_in_threadpool(lambda: chatbot.plan(text, given=given))
             if status is not None:
@@ -306,10 +316,12 @@ class ServerState:
             cid = chatbot.conversation_id
             lock = self._turn_lock(cid) if cid else asyncio.Lock()
             async with lock:
+                if replace_from is not None:
+                    await run_in_threadpool(chatbot.truncate, replace_from)
                 timer = self.metrics.timer()
                 line = f"user:{_owner(chatbot)}" if _owner(chatbot) else who
                 async for piece in self.queues[model].stream(
-                        lambda: chatbot.send(text, gathered), line):
+                        lambda: chatbot.send(text, gathered), line, queued):
                     timer.piece()
                     yield piece
                 if chatbot.last is not None:
@@ -318,6 +330,12 @@ class ServerState:
             task = asyncio.get_running_loop().create_task(self._summarize(chatbot))
             self.background.add(task)
             task.add_done_callback(self.background.discard)
+
+    def model_of_chatbot(self, chatbot: Chatbot) -> str:
+        """The id of the model a chatbot of this server runs on."""
+        if isinstance(chatbot.backend, ModelHandle):
+            return chatbot.backend.model_id
+        return self.model_of(chatbot.persona)
 
     def npc(self, persona: Persona, npc_id: str) -> NPC:
         """The NPC ``npc_id`` of ``persona`` (made on first use): its turns run through
@@ -346,7 +364,7 @@ class ServerState:
 
     async def _summarize(self, chatbot: Chatbot) -> None:
         try:
-            queue = self.model_for(chatbot.persona)[1]
+            queue = self.queues[self.model_of_chatbot(chatbot)]
             async for _ in queue.stream(lambda: iter([chatbot.update_summary()]),
                                         f"user:{_owner(chatbot)}"):
                 pass

@@ -1,16 +1,20 @@
 """The conversation database: conversations, their messages and pinned facts in one SQLite file.
 
-Schema (version 3; times are unix seconds)::
+Schema (version 4; times are unix seconds)::
 
     conversations  id TEXT PRIMARY KEY (uuid4 hex), persona, user (NULL: nobody in particular),
                    created_at, updated_at (the last message added),
                    summary ('' when none), summarized_through (seq of the last message the
                    summary covers, -1 when none), scope ('' for the persona's own
-                   conversations; an NPC's id for that NPC's memory of a player: version 3)
+                   conversations; an NPC's id for that NPC's memory of a player: version 3),
+                   title ('' until the user names it: then the first user message stands
+                   in for it; version 4)
     messages       id (autoincrement), conversation_id -> conversations ON DELETE CASCADE,
                    seq (0, 1, 2... within its conversation), role (system/user/assistant),
                    content, created_at, tokens (NULL when unknown),
-                   complete (0 while a turn is under way or after it failed), UNIQUE(conv, seq);
+                   complete (0 while a turn is under way or after it failed), UNIQUE(conv, seq),
+                   model (the model that wrote a reply, NULL when unknown; version 4),
+                   sources (JSON list of the knowledge sources a reply used; version 4);
                    a ``system`` message inside a conversation is a line the persona
                    overheard (``npc``), joined to the next user message in prompts
     facts          id (autoincrement), persona, user, text, created_at: what a user asked
@@ -43,12 +47,13 @@ processes may use the same file at once.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -148,6 +153,12 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE conversations ADD COLUMN scope TEXT NOT NULL DEFAULT '';
     CREATE INDEX conversations_by_scope ON conversations (persona, user, scope, updated_at);
     """,
+    # 4: a conversation's title; the model and sources of each reply (the web page)
+    """
+    ALTER TABLE conversations ADD COLUMN title TEXT NOT NULL DEFAULT '';
+    ALTER TABLE messages ADD COLUMN model TEXT;
+    ALTER TABLE messages ADD COLUMN sources TEXT;
+    """,
 )
 SCHEMA_VERSION: int = len(MIGRATIONS)
 
@@ -156,12 +167,17 @@ EXPORT_VERSION = 1
 
 _CONVERSATION = """
     SELECT id, persona, user, created_at, updated_at, summary, summarized_through,
-           (SELECT COUNT(*) FROM messages WHERE conversation_id = conversations.id), scope
+           (SELECT COUNT(*) FROM messages WHERE conversation_id = conversations.id), scope,
+           title,
+           COALESCE((SELECT content FROM messages WHERE conversation_id = conversations.id
+                     AND role = 'user' ORDER BY seq LIMIT 1), '')
     FROM conversations
 """
 _MESSAGE = """
-    SELECT id, conversation_id, seq, role, content, created_at, tokens, complete FROM messages
+    SELECT id, conversation_id, seq, role, content, created_at, tokens, complete, model, sources
+    FROM messages
 """
+TITLE_CHARS = 60  # a conversation's title taken from its first message is cut to this
 _NEWEST_FIRST = " ORDER BY updated_at DESC, rowid DESC"
 
 
@@ -191,6 +207,8 @@ class StoredMessage:
         tokens: its length in tokens, when the caller knew it.
         complete: False for a user message whose reply has not been stored (yet), and for
             both messages of a turn that was cut short.
+        model: the model that wrote a reply, when known.
+        sources: the knowledge sources a reply used (``SourceReport.as_dict`` shapes).
     """
 
     id: int
@@ -201,6 +219,8 @@ class StoredMessage:
     created_at: float
     tokens: int | None
     complete: bool
+    model: str | None = None
+    sources: tuple[dict[str, Any], ...] = ()
 
     def to_message(self) -> Message:
         """The message in the shape backends and chat formats take."""
@@ -222,6 +242,8 @@ class Conversation:
         message_count: how many messages it has.
         scope: ``""`` for the persona's own conversations; an NPC's id for the memory that
             NPC keeps of ``user`` (two NPCs of one persona remember a player apart).
+        title: the title the user gave it, ``""`` when none (see ``heading``).
+        opening: its first user message, ``""`` when none.
     """
 
     id: str
@@ -233,6 +255,17 @@ class Conversation:
     summarized_through: int
     message_count: int
     scope: str = ""
+    title: str = ""
+    opening: str = ""
+
+    @property
+    def heading(self) -> str:
+        """What a list of conversations shows: its title, else its first user message on one
+        line, cut to ``TITLE_CHARS`` characters (with an ellipsis), else ``""``."""
+        if self.title:
+            return self.title
+        line = " ".join(self.opening.split())
+        return line if len(line) <= TITLE_CHARS else line[:TITLE_CHARS - 1].rstrip() + "…"
 
 
 class Store:
@@ -338,6 +371,20 @@ class Store:
             rows = db.execute(_CONVERSATION + where + _NEWEST_FIRST, params).fetchall()
         return [Conversation(*row) for row in rows]
 
+    def rename_conversation(self, conversation_id: str, title: str) -> Conversation:
+        """Give a conversation a title (``""``: back to its first message); ``updated_at`` is
+        left as it is.
+
+        Raises:
+            ConversationNotFound: no conversation has that id.
+        """
+        with self._transaction("rename a conversation") as db:
+            cursor = db.execute("UPDATE conversations SET title = ? WHERE id = ?",
+                                (title, conversation_id))
+            if cursor.rowcount == 0:
+                raise ConversationNotFound(conversation_id)
+            return _conversation(db, conversation_id)
+
     def delete_conversation(self, conversation_id: str) -> None:
         """Delete a conversation and all its messages.
 
@@ -391,7 +438,8 @@ class Store:
 
     def delete_messages_from(self, conversation_id: str, seq: int) -> int:
         """Delete the messages of a conversation from ``seq`` on (a turn taken back: a
-        cancelled or failed NPC reply).
+        cancelled or failed NPC reply; an edited message and what followed it). A summary
+        that covered any of them is dropped (it would remember what is gone).
 
         Returns:
             How many were deleted.
@@ -402,6 +450,8 @@ class Store:
         with self._transaction("delete messages") as db:
             if not _exists(db, conversation_id):
                 raise ConversationNotFound(conversation_id)
+            db.execute("UPDATE conversations SET summary = '', summarized_through = -1"
+                       " WHERE id = ? AND summarized_through >= ?", (conversation_id, seq))
             return db.execute("DELETE FROM messages WHERE conversation_id = ? AND seq >= ?",
                               (conversation_id, seq)).rowcount
 
@@ -418,7 +468,8 @@ class Store:
         return self.add_message(conversation_id, "user", text, tokens=tokens, complete=False)
 
     def finish_turn(self, user_message: StoredMessage, reply: str, *,
-                    tokens: int | None = None, complete: bool = True) -> StoredMessage:
+                    tokens: int | None = None, complete: bool = True, model: str | None = None,
+                    sources: Sequence[dict[str, Any]] = ()) -> StoredMessage:
         """Store the assistant's reply to a message from ``begin_turn``, in one transaction.
 
         Args:
@@ -427,6 +478,8 @@ class Store:
             tokens: the reply's length in tokens, when known.
             complete: False when the reply was cut short; both messages are then left marked
                 incomplete, else both are marked complete.
+            model: the model that wrote it.
+            sources: the knowledge sources it used.
 
         Returns:
             The stored reply.
@@ -437,7 +490,8 @@ class Store:
         """
         conversation_id = user_message.conversation_id
         with self._transaction("finish a turn") as db:
-            stored = _append(db, conversation_id, "assistant", reply, tokens, complete)
+            stored = _append(db, conversation_id, "assistant", reply, tokens, complete,
+                             model=model, sources=sources)
             cursor = db.execute(
                 "UPDATE messages SET complete = ? WHERE id = ? AND conversation_id = ?",
                 (complete, user_message.id, conversation_id))
@@ -545,11 +599,12 @@ class Store:
         Returns:
             ``{"format": "chinwag.conversation", "version": 1, "id", "persona", "user",
             "created_at", "updated_at", "summary", "summarized_through", "messages":
-            [{"role", "content", "created_at", "tokens", "complete"}, ...], "context":
-            [{"key", "name", "kind", "text", "tokens", "url", "title", "describe",
-            "fetched_at"}, ...], "scope"}``, times in unix seconds, messages in order, the
-            knowledge kept with it oldest first (``context`` and ``scope`` may be missing
-            from older exports).
+            [{"seq", "role", "content", "created_at", "tokens", "complete", "model",
+            "sources"}, ...], "context": [{"key", "name", "kind", "text", "tokens", "url",
+            "title", "describe", "fetched_at"}, ...], "scope", "title", "heading"}``, times
+            in unix seconds, messages in order, the knowledge kept with it oldest first
+            (``context``, ``scope``, ``title``, ``seq``, ``model`` and ``sources`` may be
+            missing from older exports; ``heading`` is the title shown in lists).
 
         Raises:
             ConversationNotFound: no conversation has that id.
@@ -570,12 +625,15 @@ class Store:
             "summary": conversation.summary,
             "summarized_through": conversation.summarized_through,
             "messages": [
-                {"role": m.role, "content": m.content, "created_at": m.created_at,
-                 "tokens": m.tokens, "complete": m.complete}
+                {"seq": m.seq, "role": m.role, "content": m.content,
+                 "created_at": m.created_at, "tokens": m.tokens, "complete": m.complete,
+                 "model": m.model, "sources": list(m.sources) or None}
                 for m in map(_message, rows)
             ],
             "context": [dataclasses.asdict(piece) for piece in context],
             "scope": conversation.scope,
+            "title": conversation.title,
+            "heading": conversation.heading,
         }
 
     def import_conversation(self, data: Any) -> Conversation:
@@ -595,11 +653,12 @@ class Store:
             conversation = _insert_conversation(
                 db, doc.persona, doc.user, conversation_id, created_at=doc.created_at,
                 updated_at=doc.updated_at, summary=doc.summary,
-                summarized_through=doc.summarized_through, scope=doc.scope)
+                summarized_through=doc.summarized_through, scope=doc.scope, title=doc.title)
             db.executemany(
                 "INSERT INTO messages (conversation_id, seq, role, content, created_at, tokens,"
-                " complete) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(conversation.id, seq, m.role, m.content, m.created_at, m.tokens, m.complete)
+                " complete, model, sources) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(conversation.id, seq, m.role, m.content, m.created_at, m.tokens, m.complete,
+                  m.model, json.dumps(m.sources) if m.sources else None)
                  for seq, m in enumerate(doc.messages)])
             db.executemany(
                 "INSERT INTO conversation_context (conversation_id, key, name, kind, url, title,"
@@ -608,7 +667,8 @@ class Store:
                 [(conversation.id, c.key, c.name, c.kind, c.url, c.title, c.describe, c.text,
                   c.tokens, c.fetched_at, doc.updated_at + i * 1e-6)
                  for i, c in enumerate(doc.context)])
-        return replace(conversation, message_count=len(doc.messages))
+        opening = next((m.content for m in doc.messages if m.role == "user"), "")
+        return replace(conversation, message_count=len(doc.messages), opening=opening)
 
     def integrity_check(self) -> str:
         """SQLite's verdict on the file: ``"ok"``, or its list of problems (one a line)."""
@@ -755,7 +815,8 @@ def _owner_filter(user: str | None, persona: str | None) -> tuple[str, list[str]
 def _insert_conversation(db: sqlite3.Connection, persona: str, user: str | None,
                          conversation_id: str | None = None, *, created_at: float | None = None,
                          updated_at: float | None = None, summary: str = "",
-                         summarized_through: int = -1, scope: str = "") -> Conversation:
+                         summarized_through: int = -1, scope: str = "",
+                         title: str = "") -> Conversation:
     now = _now()
     conversation = Conversation(
         id=conversation_id if conversation_id is not None else uuid.uuid4().hex,
@@ -763,17 +824,18 @@ def _insert_conversation(db: sqlite3.Connection, persona: str, user: str | None,
         created_at=now if created_at is None else created_at,
         updated_at=now if updated_at is None else updated_at,
         summary=summary, summarized_through=summarized_through, message_count=0,
-        scope=scope)
+        scope=scope, title=title)
     db.execute(
         "INSERT INTO conversations (id, persona, user, created_at, updated_at, summary,"
-        " summarized_through, scope) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        " summarized_through, scope, title) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (conversation.id, persona, user, conversation.created_at, conversation.updated_at,
-         summary, summarized_through, scope))
+         summary, summarized_through, scope, title))
     return conversation
 
 
 def _append(db: sqlite3.Connection, conversation_id: str, role: str, content: str,
-            tokens: int | None, complete: bool) -> StoredMessage:
+            tokens: int | None, complete: bool, *, model: str | None = None,
+            sources: Sequence[dict[str, Any]] = ()) -> StoredMessage:
     """Add a message at the end of a conversation, inside the caller's write transaction."""
     if role not in ROLES:
         raise InvalidParams(f"role must be one of {', '.join(ROLES)}, not {role!r}",
@@ -786,17 +848,18 @@ def _append(db: sqlite3.Connection, conversation_id: str, role: str, content: st
     (seq,) = db.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM messages"
                         " WHERE conversation_id = ?", (conversation_id,)).fetchone()
     cursor = db.execute(
-        "INSERT INTO messages (conversation_id, seq, role, content, created_at, tokens, complete)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (conversation_id, seq, role, content, now, tokens, complete))
+        "INSERT INTO messages (conversation_id, seq, role, content, created_at, tokens, complete,"
+        " model, sources) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (conversation_id, seq, role, content, now, tokens, complete, model,
+         json.dumps(list(sources)) if sources else None))
     return StoredMessage(cast(int, cursor.lastrowid), conversation_id, seq, cast(Role, role),
-                         content, now, tokens, complete)
+                         content, now, tokens, complete, model, tuple(sources))
 
 
 def _message(row: Iterable[Any]) -> StoredMessage:
-    id_, conversation_id, seq, role, content, created_at, tokens, complete = row
+    id_, conversation_id, seq, role, content, created_at, tokens, complete, model, sources = row
     return StoredMessage(id_, conversation_id, seq, role, content, created_at, tokens,
-                         bool(complete))
+                         bool(complete), model, tuple(json.loads(sources)) if sources else ())
 
 
 # -- the export format -------------------------------------------------------------------
@@ -810,6 +873,9 @@ class _ExportedMessage(BaseModel):
     created_at: float
     tokens: Annotated[int, Field(ge=0)] | None
     complete: bool
+    seq: int | None = None  # informative: messages are stored in the order given
+    model: str | None = None
+    sources: list[dict[str, Any]] | None = None
 
 
 class _ExportedContext(BaseModel):
@@ -843,6 +909,8 @@ class _Export(BaseModel):
     messages: list[_ExportedMessage]
     context: list[_ExportedContext] = Field(default_factory=list)
     scope: str = ""
+    title: str = ""
+    heading: str | None = None  # informative: recomputed from the title and the messages
 
     @model_validator(mode="after")
     def _summary_covers_stored_messages(self) -> _Export:
