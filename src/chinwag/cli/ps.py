@@ -62,8 +62,9 @@ def ps(url: UrlOpt = None,
     models = [m for m in body.get("data", []) if show_all or m["status"] in ("loaded", "loading")]
     table = Table("NAME", "STATUS", "SIZE", "DEVICE", "REQUESTS", "IDLE SINCE", "UNTIL",
                   box=None, header_style="bold")
+    table.columns[0].no_wrap = True
     for m in models:
-        name = m["id"] + (" (default)" if m["id"] == body.get("default") else "")
+        name = m["id"] + (" *" if m["id"] == body.get("default") else "")
         table.add_row(name, m["status"] if not m.get("error") else f"failed: {m['error']}",
                       _size(m.get("size_bytes")), m.get("device") or "",
                       str(m.get("requests", 0)), _ago(m.get("idle_since"), now),
@@ -73,5 +74,6 @@ def ps(url: UrlOpt = None,
         return
     console.print(table)
     limit = body.get("models_memory")
-    console.print(f"[dim]{base}: at most {body.get('models_max')} loaded at once"
+    console.print(f"[dim]{base}: * the default model; at most {body.get('models_max')} "
+                  "loaded at once"
                   + (f", {_size(limit)} of memory" if limit else "") + "[/]")
