@@ -145,6 +145,24 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         stop_server(s)
 
 
+@pytest.fixture(scope="module")
+def make_module_server(tmp_path_factory: pytest.TempPathFactory
+                       ) -> Iterator[Callable[..., Server]]:
+    """``make_server`` for servers that the tests of one module share: stopped after the
+    module."""
+    started: list[Server] = []
+    tmp = tmp_path_factory.mktemp("serve-module")
+
+    def make(*args: str, env: dict[str, str] | None = None) -> Server:
+        s = start_server(tmp, *args, env=env)
+        started.append(s)
+        return s
+
+    yield make
+    for s in started:
+        stop_server(s)
+
+
 # -- llama.cpp's own server, the reference -------------------------------------------------------
 BUILD_LLAMA_SERVER = Path(__file__).parent.parent / "scripts" / "build-llama-server"
 
