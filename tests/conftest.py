@@ -130,28 +130,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     stop_server(s)
 
 
-@pytest.fixture
-def make_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
-    """Start servers with extra ``chinwag serve`` arguments; all are stopped after the test."""
+def _servers(tmp: Path) -> Iterator[Callable[..., Server]]:
+    """A function starting servers in ``tmp``; each is stopped when the generator ends."""
     started: list[Server] = []
-
-    def make(*args: str, env: dict[str, str] | None = None) -> Server:
-        s = start_server(tmp_path, *args, env=env)
-        started.append(s)
-        return s
-
-    yield make
-    for s in started:
-        stop_server(s)
-
-
-@pytest.fixture(scope="module")
-def make_module_server(tmp_path_factory: pytest.TempPathFactory
-                       ) -> Iterator[Callable[..., Server]]:
-    """``make_server`` for servers that the tests of one module share: stopped after the
-    module."""
-    started: list[Server] = []
-    tmp = tmp_path_factory.mktemp("serve-module")
 
     def make(*args: str, env: dict[str, str] | None = None) -> Server:
         s = start_server(tmp, *args, env=env)
@@ -161,6 +142,20 @@ def make_module_server(tmp_path_factory: pytest.TempPathFactory
     yield make
     for s in started:
         stop_server(s)
+
+
+@pytest.fixture
+def make_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """Start servers with extra ``chinwag serve`` arguments; all are stopped after the test."""
+    yield from _servers(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def make_module_server(tmp_path_factory: pytest.TempPathFactory
+                       ) -> Iterator[Callable[..., Server]]:
+    """``make_server`` for servers that the tests of one module share: stopped after the
+    module."""
+    yield from _servers(tmp_path_factory.mktemp("serve-module"))
 
 
 # -- llama.cpp's own server, the reference -------------------------------------------------------

@@ -3,12 +3,10 @@ persona's own conversations and from other NPCs'; taken-back turns."""
 
 from __future__ import annotations
 
-import sqlite3
-from contextlib import closing
 from pathlib import Path
 
 from chinwag.store import Store
-from chinwag.store.database import MIGRATIONS, _statements
+from support.old_store import database_at_version
 
 
 def test_scopes_keep_conversations_apart(tmp_path: Path) -> None:
@@ -25,11 +23,7 @@ def test_scopes_keep_conversations_apart(tmp_path: Path) -> None:
 
 def test_a_version_2_file_is_upgraded_and_keeps_its_conversations(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    with closing(sqlite3.connect(path, isolation_level=None)) as raw:
-        for script in MIGRATIONS[:2]:
-            for statement in _statements(script):
-                raw.execute(statement)
-        raw.execute("PRAGMA user_version = 2")
+    with database_at_version(path, 2) as raw:
         raw.execute("INSERT INTO conversations (id, persona, user, created_at, updated_at)"
                     " VALUES ('old', 'villager', 'ada', 1, 1)")
     with Store(path) as store:

@@ -3,15 +3,14 @@ sources of each reply, truncation dropping a summary that covered what went."""
 
 from __future__ import annotations
 
-import sqlite3
-from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from chinwag.errors import ConversationNotFound
 from chinwag.store import Store
-from chinwag.store.database import MIGRATIONS, TITLE_CHARS, _statements
+from chinwag.store.database import TITLE_CHARS
+from support.old_store import database_at_version
 
 
 def test_the_title_is_the_first_user_message_until_renamed(tmp_path: Path) -> None:
@@ -74,11 +73,7 @@ def test_truncating_drops_a_summary_that_covered_what_went(tmp_path: Path) -> No
 
 def test_a_version_3_file_is_upgraded(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    with closing(sqlite3.connect(path, isolation_level=None)) as raw:
-        for script in MIGRATIONS[:3]:
-            for statement in _statements(script):
-                raw.execute(statement)
-        raw.execute("PRAGMA user_version = 3")
+    with database_at_version(path, 3) as raw:
         raw.execute("INSERT INTO conversations (id, persona, user, created_at, updated_at)"
                     " VALUES ('old', 'villager', 'ada', 1, 1)")
         raw.execute("INSERT INTO messages (conversation_id, seq, role, content, created_at,"
