@@ -1,11 +1,11 @@
 """The ``chinwag`` command: chat, complete, models, llms, personas, serve, ps, conversations,
-sources, knowledge."""
+sources, knowledge, batch."""
 
 from __future__ import annotations
 
 import typer
 
-from chinwag.cli import chat, complete, conversations, info, knowledge, ps, serve, sources
+from chinwag.cli import batch, chat, complete, conversations, info, knowledge, ps, serve, sources
 
 app = typer.Typer(name="chinwag", no_args_is_help=True, add_completion=False,
                   help="Chat with LLM personas on a local model.")
@@ -19,6 +19,7 @@ app.command("ps")(ps.ps)
 app.add_typer(conversations.app, name="conversations")
 app.add_typer(sources.app, name="sources")
 app.add_typer(knowledge.app, name="knowledge")
+app.add_typer(batch.app, name="batch")
 
 
 def main() -> None:
