@@ -46,6 +46,7 @@ bench: $(TEST_STAMP)
 	$(PY) bench/memory.py
 	$(PY) bench/backends.py
 	$(PY) bench/models.py
+	$(PY) bench/batch.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache src/*.egg-info

@@ -64,7 +64,7 @@ class Progress:
         failed: lines in the error file.
         skipped: lines already in the output when resuming.
         completion_tokens: tokens generated this run.
-        started: ``time.monotonic()`` when this run began.
+        started: ``time.monotonic()`` when this run's lines began (the model loaded).
     """
 
     total: int
@@ -221,6 +221,7 @@ async def run_batch(app: Any, lines: list[BatchLine], line_errors: list[LineErro
                     on_progress(progress)
 
         async with app.router.lifespan_context(app):
+            progress.started = time.monotonic()  # timed from the model being ready
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://chinwag-batch",
                                          timeout=None) as client:
