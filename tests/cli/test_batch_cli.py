@@ -120,3 +120,13 @@ def test_a_line_without_a_seed_gives_the_same_text_when_run_again(tmp_path: Path
                       for o in read(tmp_path / name)})
     assert texts[0] == texts[1]
     assert texts[0]["r0"] != texts[0]["r1"]  # different ids, different seeds
+
+
+def test_bad_usage_is_exit_status_2(tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"custom_id": "a", "persona": "assistant", "prompt": "hi"}\n')
+    wrong = subprocess.run([sys.executable, "-m", "chinwag", "batch", "run", str(source), "-o",
+                            str(tmp_path / "o.jsonl"), "--progress", "loud"],
+                           capture_output=True, text=True, timeout=120, env=env(tmp_path))
+    assert wrong.returncode == 2 and "--progress must be" in wrong.stderr
+    assert not (tmp_path / "o.jsonl").exists()

@@ -140,8 +140,7 @@ def test_a_busy_model_is_never_evicted_the_request_waits_then_gets_its_turn() ->
     async def main() -> None:
         held = await registry.acquire("a")
         waiting = asyncio.create_task(registry.acquire("b"))
-        for _ in range(20):
-            await asyncio.sleep(0)
+        await until(lambda: registry.waiting == 1)  # parked until a model falls idle
         assert not waiting.done()
         assert statuses(registry)["a"] == "loaded" and loader.calls == ["a"]
         assert registry.state("a").requests == 1
@@ -298,13 +297,11 @@ def test_unload_lets_the_running_requests_finish_first() -> None:
     async def main() -> None:
         held = await registry.acquire("a")
         unloading = asyncio.create_task(registry.unload("a"))
-        for _ in range(20):
-            await asyncio.sleep(0)
+        await until(lambda: registry.waiting == 1)  # the unload waits for the lease
         assert not unloading.done() and loader.closed == []
         # a request arriving meanwhile waits for the unload, then loads the model again
         later = asyncio.create_task(registry.acquire("a"))
-        for _ in range(20):
-            await asyncio.sleep(0)
+        await until(lambda: registry.waiting == 2)
         assert not later.done()
         held.release()
         assert await unloading is True

@@ -162,3 +162,13 @@ def test_a_failure_during_the_answer_is_an_error_event(client: TestClient,
     got = say(client, "Hello?")
     assert got[-1][0] == "error"
     assert "fell over" in got[-1][1]["error"]["message"]
+
+
+def test_rename_and_truncate_check_their_input(client: TestClient) -> None:
+    cid = say(client, "Hello")[0][1]["conversation"]
+    long = client.patch(f"/conversations/{cid}", json={"title": "x" * 201})
+    assert long.status_code == 400 and long.json()["error"]["param"] == "title"
+    assert client.patch("/conversations/nope", json={"title": "x"}).status_code == 404
+    negative = client.post(f"/conversations/{cid}/truncate", json={"seq": -1})
+    assert negative.status_code == 400 and negative.json()["error"]["param"] == "seq"
+    assert client.post("/conversations/nope/truncate", json={"seq": 0}).status_code == 404

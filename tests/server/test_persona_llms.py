@@ -49,3 +49,13 @@ def test_a_persona_naming_an_unknown_llm_stops_serve_with_one_line(tmp_path: Pat
                             capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 1
     assert "unknown LLM 'nowhere'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_unknown_llm_given_to_serve_stops_it_with_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHINWAG_", "LLM_"))}
+    env.update(folders(tmp_path))
+    result = subprocess.run([sys.executable, "-m", "chinwag", "serve", "--port", "0",
+                             "--llm", "canned", "--llm", "nowhere"],
+                            capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 1
+    assert "unknown LLM 'nowhere'" in result.stderr and "Traceback" not in result.stderr

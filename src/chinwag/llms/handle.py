@@ -9,7 +9,7 @@ on the event loop's thread a handle answers only while its model is loaded.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from chinwag.backends.base import Capabilities, LanguageBackend, ModelInfo
@@ -115,21 +115,20 @@ class ModelHandle(LanguageBackend):
         finally:
             lease.release()
 
-    def generate(self, prompt: str, params: SamplingParams) -> EventStream:
+    def _stream(self, start: Callable[[LanguageBackend], EventStream]) -> EventStream:
+        """``start(backend)``'s stream, holding the model's lease until it is closed."""
         lease = self._lease()
         try:
-            return _Held(lease.backend.generate(prompt, params), lease)
+            return _Held(start(lease.backend), lease)
         except BaseException:
             lease.release()
             raise
 
+    def generate(self, prompt: str, params: SamplingParams) -> EventStream:
+        return self._stream(lambda backend: backend.generate(prompt, params))
+
     def generate_chat(self, prompt: Prompt, params: SamplingParams) -> EventStream:
-        lease = self._lease()
-        try:
-            return _Held(lease.backend.generate_chat(prompt, params), lease)
-        except BaseException:
-            lease.release()
-            raise
+        return self._stream(lambda backend: backend.generate_chat(prompt, params))
 
     def choose(self, messages: Sequence[Message], options: Sequence[str],
                *, speakers: Speakers = Speakers()) -> Choice:

@@ -227,6 +227,9 @@ class ModelRegistry:
         events: told of loads, failures and unloads.
         size_of: the memory a loaded backend takes, bytes (default: its ``memory_bytes()``).
 
+    Attributes:
+        waiting: requests (and unloads) parked now until a model falls idle.
+
     Raises:
         ValueError: no specs, or an id or alias given twice.
     """
@@ -262,6 +265,7 @@ class ModelRegistry:
         self._room: asyncio.Lock | None = None  # one load-or-evict decision at a time
         self._changed: asyncio.Event | None = None  # set (and replaced) when a pin is freed
         self._tasks: set[asyncio.Task[None]] = set()  # loads and sweeps started on the loop
+        self.waiting = 0  # requests (and unloads) waiting for a model to fall idle
         self._closed = False
 
     # -- names -----------------------------------------------------------------------------
@@ -436,8 +440,12 @@ class ModelRegistry:
                 f"no room to load model {entry.spec.id}: the {self.max_loaded} loaded "
                 "model(s) are busy" if not entry.unloading else
                 f"model {entry.spec.id} is being unloaded", retry_after=max(1, round(self.wait)))
-        with suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), remaining)
+        self.waiting += 1
+        try:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+        finally:
+            self.waiting -= 1
 
     # -- loading and unloading -------------------------------------------------------------
 

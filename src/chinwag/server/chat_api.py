@@ -186,9 +186,8 @@ async def regenerate(conversation: str, body: RegenerateRequest, state: State,
     if asked is None:
         raise InvalidParams("the conversation has no user message to answer again",
                             param="conversation")
-    return _turn_stream(state, chatbot, asked.content,
-                        requester(request, chatbot.conversation.user if chatbot.conversation
-                                  else None), replace_from=asked.seq)
+    return _turn_stream(state, chatbot, asked.content, requester(request, chatbot.user),
+                        replace_from=asked.seq)
 
 
 @router.post("/conversations/{conversation}/edit", response_model=None)
@@ -201,6 +200,5 @@ async def edit(conversation: str, body: EditRequest, state: State,
     if target is None or target.role != "user":
         raise InvalidParams(f"message {body.seq} of conversation {conversation} is not a "
                             "user message", param="seq")
-    return _turn_stream(state, chatbot, body.text,
-                        requester(request, chatbot.conversation.user if chatbot.conversation
-                                  else None), replace_from=body.seq)
+    return _turn_stream(state, chatbot, body.text, requester(request, chatbot.user),
+                        replace_from=body.seq)
