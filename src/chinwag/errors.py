@@ -34,7 +34,11 @@ server) translate these classes, and only these, into messages and status codes:
     │   ├── StoreCorrupt            a file that is not a SQLite database, or a damaged one
     │   ├── ConversationNotFound    no conversation with that id
     │   ├── DocumentNotFound        no document with that id in a fact collection
-    │   └── BadExport               a conversation export that cannot be imported (names fields)
+    │   ├── BadExport               a conversation export that cannot be imported (names fields)
+    │   ├── FileNotFound            no uploaded file with that id (/v1/files)
+    │   └── BatchNotFound           no batch with that id (/v1/batches)
+    ├── FileTooLarge                an upload over max_file_bytes
+    ├── BatchFinished               cancelling a batch that has already ended
     ├── Cancelled                   generation stopped by the caller (Ctrl-C, a closed stream)
     └── NPCBusy                     an NPC still answering the player talking (on_busy: reject)
 """
@@ -335,6 +339,31 @@ class DocumentNotFound(StoreError):
 class BadExport(StoreError):
     """A conversation export that cannot be imported: not an object, a missing field, a
     wrong type (the message names the fields). Nothing was written."""
+
+
+class FileNotFound(StoreError):
+    """No uploaded file has the id given (``/v1/files``)."""
+
+    def __init__(self, file_id: str) -> None:
+        super().__init__(f"no file with id {file_id!r}")
+        self.file_id = file_id
+
+
+class BatchNotFound(StoreError):
+    """No batch has the id given (``/v1/batches``)."""
+
+    def __init__(self, batch_id: str) -> None:
+        super().__init__(f"no batch with id {batch_id!r}")
+        self.batch_id = batch_id
+
+
+class FileTooLarge(ChinwagError):
+    """An upload over the server's ``max_file_bytes`` (HTTP 413); nothing was kept."""
+
+
+class BatchFinished(ChinwagError):
+    """A batch that has already ended (completed, failed, expired, cancelled) cannot be
+    cancelled (HTTP 409)."""
 
 
 class Cancelled(ChinwagError):

@@ -156,6 +156,13 @@ class SettingsFields(BaseModel):
     db: Path | None = Field(
         None, description="The conversation database (SQLite). Default: "
         "~/.local/share/chinwag/chinwag.db.")
+    files_dir: Path | None = Field(
+        None, description="Where the server keeps uploaded files and batch results (/v1/files, "
+        "/v1/batches). Default: a 'files' folder next to the database.")
+    max_file_bytes: ByteSize = Field(
+        ByteSize(200_000_000), ge=1,
+        description="Largest file /v1/files accepts, bytes ('200MB', OpenAI's batch input "
+        "limit; 413 beyond).")
     fetch_allow_private: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Address ranges (CIDRs, comma-separated) that fetching pages and feeds may "
@@ -239,6 +246,11 @@ class Settings(SettingsFields, BaseSettings):
         (``~/.local/share/chinwag/chinwag.db``)."""
         base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
         return self.db or Path(base) / "chinwag" / "chinwag.db"
+
+    def files_path(self) -> Path:
+        """The folder of uploaded files and batch results: ``files_dir``, else ``files`` next
+        to the database."""
+        return self.files_dir or self.db_path().parent / "files"
 
 
 class ConfigFileSource(PydanticBaseSettingsSource):

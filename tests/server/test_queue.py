@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from chinwag.errors import Overloaded
-from chinwag.server.queue import GenerationQueue
+from chinwag.server.queue import BACKGROUND, GenerationQueue
 from support.waiting import until
 
 
@@ -158,3 +158,39 @@ def test_a_waiting_request_is_told_how_many_are_ahead_of_it() -> None:
         return told
 
     assert asyncio.run(main()) == [1, 0]
+
+
+def test_a_live_request_is_served_ahead_of_queued_batch_lines() -> None:
+    """One place: a batch line holds it, three more wait; a live request that comes later
+    gets the next free place."""
+    async def main() -> list[str]:
+        queue, log = GenerationQueue(max_queue=10, parallel=1), Log()
+        batch = [asyncio.create_task(run_one(queue, log, f"b{i}", f"{BACKGROUND}one",
+                                             hold=True)) for i in range(4)]
+        await until(lambda: log.started == ["b0"] and queue.background_waiting == 3)
+        assert queue.waiting == 0  # batch lines are not counted against max_queue
+        live = asyncio.create_task(run_one(queue, log, "live", "alice"))
+        await until(lambda: queue.waiting == 1)
+        log.gate.set()
+        await asyncio.gather(*batch, live)
+        queue.close()
+        return log.started
+
+    assert asyncio.run(main()) == ["b0", "live", "b1", "b2", "b3"]
+
+
+def test_batch_lines_leave_a_place_free_for_live_requests() -> None:
+    async def main() -> None:
+        queue, log = GenerationQueue(max_queue=10, parallel=3), Log()
+        batch = [asyncio.create_task(run_one(queue, log, f"b{i}", f"{BACKGROUND}one",
+                                             hold=True)) for i in range(5)]
+        await until(lambda: len(log.started) == 2 and queue.background_waiting == 3)
+        live = asyncio.create_task(run_one(queue, log, "live", "alice", hold=True))
+        await until(lambda: "live" in log.started)
+        assert sorted(log.started) == ["b0", "b1", "live"] and queue.waiting == 0
+        log.gate.set()
+        await asyncio.gather(*batch, live)
+        assert sorted(log.started) == ["b0", "b1", "b2", "b3", "b4", "live"]
+        queue.close()
+
+    asyncio.run(main())

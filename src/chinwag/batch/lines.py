@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,25 +45,31 @@ class BatchLine:
 
 @dataclass(frozen=True)
 class LineError:
-    """A line that failed: written to the error file as ``{"custom_id", "line", "error":
-    {"code", "message"}}``.
+    """A line that failed: written to the error file as ``{"id", "custom_id", "line",
+    "response", "error": {"code", "message"}}``: OpenAI's batch output line (``response``
+    holds the endpoint's error answer, ``{"status_code", "request_id", "body"}``, or null for
+    a line that never reached it) with the line number added.
 
     Attributes:
         custom_id: the line's id, or None when it has none.
         line: its line number in the input file, from 1.
         code: ``invalid_json``, ``missing_custom_id``, ``invalid_line``,
-            ``duplicate_custom_id``, or the endpoint's error code.
+            ``duplicate_custom_id``, ``endpoint_mismatch``, ``batch_expired``, or the
+            endpoint's error code.
         message: what is wrong.
+        response: the endpoint's answer, when it gave one.
     """
 
     custom_id: str | None
     line: int
     code: str
     message: str
+    response: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The error file's JSON object."""
-        return {"custom_id": self.custom_id, "line": self.line,
+        return {"id": f"batch_req_{uuid.uuid4().hex}", "custom_id": self.custom_id,
+                "line": self.line, "response": self.response,
                 "error": {"code": self.code, "message": self.message}}
 
 

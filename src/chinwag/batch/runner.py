@@ -121,10 +121,10 @@ def prepare(files: BatchFiles, *, resume: bool) -> set[str]:
     if state.get("input_sha256") != digest:
         raise BatchRefused(f"cannot resume: {files.input} changed since the run began (its "
                            "SHA-256 differs); start a new run with another output file")
-    return _answered(files.output)
+    return answered(files.output)
 
 
-def _answered(output: Path) -> set[str]:
+def answered(output: Path) -> set[str]:
     """The ids in an output file; a last line cut short (a kill mid-write) is removed."""
     if not output.exists():
         output.write_text("")
@@ -142,7 +142,8 @@ def _answered(output: Path) -> set[str]:
     return found
 
 
-def _write(out: IO[str], data: dict[str, Any]) -> None:
+def write_line(out: IO[str], data: dict[str, Any]) -> None:
+    """Write one JSON line and flush it (a kill loses at most the line being written)."""
     out.write(json.dumps(data, ensure_ascii=False) + "\n")
     out.flush()
 
@@ -156,11 +157,75 @@ def _error_of(response: httpx.Response) -> tuple[str, str]:
             str(error.get("message") or response.text[:500]))
 
 
+async def run_lines(client: httpx.AsyncClient, todo: list[BatchLine], out: IO[str],
+                    errors: IO[str], progress: Progress, *, parallel: int = 8,
+                    on_progress: Callable[[Progress], None] | None = None,
+                    expired: Callable[[], bool] | None = None) -> list[BatchLine]:
+    """Send each line of ``todo`` to its endpoint through ``client`` (a chinwag app behind
+    httpx's ASGI transport), ``parallel`` at a time, writing each answer to ``out`` (a 200)
+    or ``errors`` (anything else) as it finishes and counting it in ``progress``.
+
+    Args:
+        on_progress: called after each line.
+        expired: asked before each line is sent; once it says True no more are sent.
+
+    Returns:
+        The lines never sent (``expired`` said so), in input order.
+    """
+    queue: asyncio.Queue[BatchLine] = asyncio.Queue()
+    for line in todo:
+        queue.put_nowait(line)
+
+    async def work() -> None:
+        while not queue.empty():
+            if expired is not None and expired():
+                return
+            line = queue.get_nowait()
+            request_id = uuid.uuid4().hex
+            try:
+                response = await client.post(line.url, json=line.body,
+                                             headers={"X-Request-Id": request_id})
+            except httpx.HTTPError as e:  # the app failed outright: the line fails
+                write_line(errors, LineError(line.custom_id, line.line, "request_failed",
+                                         str(e)).as_dict())
+                progress.failed += 1
+            else:
+                answer = {"status_code": response.status_code, "request_id": request_id,
+                          "body": _body_of(response)}
+                if response.status_code == 200:
+                    write_line(out, {"id": f"batch_req_{uuid.uuid4().hex}",
+                                 "custom_id": line.custom_id, "response": answer,
+                                 "error": None})
+                    progress.done += 1
+                    progress.completion_tokens += int(
+                        (answer["body"].get("usage") or {}).get("completion_tokens") or 0)
+                else:
+                    code, message = _error_of(response)
+                    write_line(errors, LineError(line.custom_id, line.line, code, message,
+                                             answer).as_dict())
+                    progress.failed += 1
+            if on_progress is not None:
+                on_progress(progress)
+
+    await asyncio.gather(*(work() for _ in range(max(1, parallel))))
+    left: list[BatchLine] = []
+    while not queue.empty():
+        left.append(queue.get_nowait())
+    return left
+
+
+def _body_of(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return {"text": response.text[:2000]}
+
+
 async def run_batch(app: Any, lines: list[BatchLine], line_errors: list[LineError],
                     files: BatchFiles, *, parallel: int = 8, resume: bool = False,
                     on_progress: Callable[[Progress], None] | None = None) -> Progress:
     """Run ``lines`` through ``app`` (a chinwag ASGI app; its lifespan is run here),
-    ``parallel`` at a time, writing each result as it finishes.
+    ``parallel`` at a time, writing each result as it finishes (``run_lines``).
 
     Args:
         app: ``chinwag.server.create_app(...)``.
@@ -181,49 +246,16 @@ async def run_batch(app: Any, lines: list[BatchLine], line_errors: list[LineErro
     progress = Progress(total=len(lines) + len(line_errors))
     todo = [line for line in lines if line.custom_id not in done_before]
     progress.skipped = progress.done = len(lines) - len(todo)
-    queue: asyncio.Queue[BatchLine] = asyncio.Queue()
-    for line in todo:
-        queue.put_nowait(line)
     with files.output.open("a", encoding="utf-8") as out, \
             files.errors.open("w", encoding="utf-8") as errors:
         for error in line_errors:
-            _write(errors, error.as_dict())
+            write_line(errors, error.as_dict())
         progress.failed = len(line_errors)
-
-        async def work(client: httpx.AsyncClient) -> None:
-            while not queue.empty():
-                line = queue.get_nowait()
-                request_id = uuid.uuid4().hex
-                try:
-                    response = await client.post(line.url, json=line.body,
-                                                 headers={"X-Request-Id": request_id})
-                except httpx.HTTPError as e:  # the app failed outright: the line fails
-                    _write(errors, LineError(line.custom_id, line.line, "request_failed",
-                                             str(e)).as_dict())
-                    progress.failed += 1
-                else:
-                    if response.status_code == 200:
-                        body = response.json()
-                        _write(out, {"id": f"batch_req_{uuid.uuid4().hex}",
-                                     "custom_id": line.custom_id,
-                                     "response": {"status_code": 200,
-                                                  "request_id": request_id, "body": body},
-                                     "error": None})
-                        progress.done += 1
-                        progress.completion_tokens += int(
-                            (body.get("usage") or {}).get("completion_tokens") or 0)
-                    else:
-                        code, message = _error_of(response)
-                        _write(errors, LineError(line.custom_id, line.line, code,
-                                                 message).as_dict())
-                        progress.failed += 1
-                if on_progress is not None:
-                    on_progress(progress)
-
         async with app.router.lifespan_context(app):
             progress.started = time.monotonic()  # timed from the model being ready
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://chinwag-batch",
                                          timeout=None) as client:
-                await asyncio.gather(*(work(client) for _ in range(max(1, parallel))))
+                await run_lines(client, todo, out, errors, progress, parallel=parallel,
+                                on_progress=on_progress)
     return progress

@@ -81,9 +81,9 @@ def run(
         raise _fail(str(e)) from None
     report = Reporter(progress, len(lines) + len(line_errors))
     try:
-        final = asyncio.run(run_batch(create_app(settings, close_backend=True), lines,
-                                      line_errors, files, parallel=parallel, resume=resume,
-                                      on_progress=report))
+        app = create_app(settings, close_backend=True, run_batches=False)
+        final = asyncio.run(run_batch(app, lines, line_errors, files, parallel=parallel,
+                                      resume=resume, on_progress=report))
     except ChinwagError as e:
         raise _fail(str(e)) from None
     except OSError as e:

@@ -4,8 +4,9 @@ Routes: the OpenAI-compatible API (``openai_api``), the persona endpoints (``per
 text-generation-webui's legacy API (``textgen_api``), ``/health`` and ``/metrics``
 (``ops_api``), the models loaded on demand (``models_api``), stored conversations
 (``conversations_api``) and the chat page's turns in them (``chat_api``), knowledge sources
-(``sources_api``), fact collections and ``/v1/embeddings`` (``knowledge_api``), and the
-web page at ``/`` (``static/``).
+(``sources_api``), fact collections and ``/v1/embeddings`` (``knowledge_api``), OpenAI's
+Files and Batches APIs (``files_api``, ``batches_api``), and the web page at ``/``
+(``static/``).
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chinwag.backends.base import LanguageBackend
 from chinwag.server import (
+    batches_api,
     chat_api,
     conversations_api,
+    files_api,
     knowledge_api,
     models_api,
     npc_api,
@@ -40,20 +43,27 @@ from chinwag.settings import Settings
 STATIC = Path(__file__).parent / "static"
 
 
-class BodyLimit:
-    """Answer 413 (OpenAI-shaped) to request bodies over ``limit`` bytes, whether announced by
-    ``Content-Length`` or streamed in chunks."""
+UPLOAD_OVERHEAD = 1 << 16
+"""Bytes of multipart framing allowed on top of ``max_file_bytes`` in an upload's body."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+
+class BodyLimit:
+    """Answer 413 (OpenAI-shaped) to request bodies over ``limit`` bytes (``upload_limit`` for
+    ``POST /v1/files``), whether announced by ``Content-Length`` or streamed in chunks."""
+
+    def __init__(self, app: ASGIApp, limit: int, upload_limit: int | None = None) -> None:
         self.app, self.limit = app, limit
+        self.upload_limit = upload_limit if upload_limit is not None else limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.upload_limit if (scope["method"] == "POST"
+                                      and scope["path"] == files_api.PATH) else self.limit
         length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.limit:
-            await self._refuse(send)
+        if length is not None and length.isdigit() and int(length) > limit:
+            await self._refuse(send, limit)
             return
         messages: list[Message] = []
         size = 0
@@ -61,8 +71,8 @@ class BodyLimit:
             message = await receive()
             messages.append(message)
             size += len(message.get("body", b""))
-            if size > self.limit:
-                await self._refuse(send)
+            if size > limit:
+                await self._refuse(send, limit)
                 return
             if message["type"] != "http.request" or not message.get("more_body"):
                 break
@@ -72,8 +82,8 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps(error_body(f"the request body is larger than {self.limit} bytes",
+    async def _refuse(self, send: Send, limit: int) -> None:
+        body = json.dumps(error_body(f"the request body is larger than {limit} bytes",
                                      "invalid_request_error", None, "payload_too_large")).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json")]})
@@ -109,7 +119,7 @@ class CountRequests:
 
 
 def create_app(settings: Settings, backend: LanguageBackend | None = None, *,
-               close_backend: bool | None = None) -> FastAPI:
+               close_backend: bool | None = None, run_batches: bool = True) -> FastAPI:
     """The chinwag service for ``settings``.
 
     Args:
@@ -122,6 +132,9 @@ def create_app(settings: Settings, backend: LanguageBackend | None = None, *,
             ``chinwag serve`` passes True: uvicorn ends the process with the signal that
             stopped it, so code after ``uvicorn.run`` may never run, and closing the backend
             is what saves the KV cache to disk.
+        run_batches: run the server batches stored in the database (``/v1/batches``), the
+            unfinished ones resumed at start; ``chinwag batch run`` passes False (its app
+            runs the CLI's file only).
 
     Raises (at start-up):
         ModelNotFound, ModelLoadError, PersonaError, StoreError, ...: what loading the model,
@@ -136,7 +149,7 @@ def create_app(settings: Settings, backend: LanguageBackend | None = None, *,
         state = ServerState.build(settings, backend or load_backend(settings),
                                   resident=not closing)
         app.state.chinwag = state
-        await state.start()
+        await state.start(app if run_batches else None)
         try:
             yield
         finally:
@@ -155,6 +168,8 @@ def create_app(settings: Settings, backend: LanguageBackend | None = None, *,
     app.include_router(npc_api.router)
     app.include_router(models_api.router)
     app.include_router(chat_api.router)
+    app.include_router(files_api.router)
+    app.include_router(batches_api.router)
     if STATIC.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -166,5 +181,6 @@ def create_app(settings: Settings, backend: LanguageBackend | None = None, *,
         return PlainTextResponse("chinwag is running; the web page is not installed.")
 
     app.add_middleware(CountRequests)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes,
+                       upload_limit=int(settings.max_file_bytes) + UPLOAD_OVERHEAD)
     return app

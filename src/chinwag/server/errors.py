@@ -14,6 +14,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from chinwag.errors import (
     BackendError,
     BadExport,
+    BatchFinished,
+    BatchNotFound,
     Cancelled,
     ChinwagError,
     ConfigError,
@@ -22,6 +24,8 @@ from chinwag.errors import (
     DocumentNotFound,
     EmbeddingsUnavailable,
     FetchError,
+    FileNotFound,
+    FileTooLarge,
     FormatError,
     InvalidParams,
     ModelError,
@@ -77,6 +81,14 @@ def from_chinwag(e: ChinwagError) -> APIError:
         return APIError(404, str(e), param="source", code="source_not_found")
     if isinstance(e, DocumentNotFound):
         return APIError(404, str(e), param="document", code="document_not_found")
+    if isinstance(e, FileNotFound):
+        return APIError(404, str(e), param="file_id", code="file_not_found")
+    if isinstance(e, BatchNotFound):
+        return APIError(404, str(e), param="batch_id", code="batch_not_found")
+    if isinstance(e, FileTooLarge):
+        return APIError(413, str(e), param="file", code="file_too_large")
+    if isinstance(e, BatchFinished):
+        return APIError(409, str(e), param="batch_id", code="batch_finished")
     if isinstance(e, SourceError):
         return APIError(400, str(e), param="source", code="invalid_source")
     if isinstance(e, BadExport):

@@ -12,6 +12,13 @@ refused with ``Overloaded`` (HTTP 503 and ``Retry-After``). A request that stops
 client disconnected, its task was cancelled) leaves its line at once; a consumer that stops
 reading stops its generation at the next step, even one blocked in the backend (the worker runs
 inside a ``CancelScope`` that the backend registers its stop with), and frees its place.
+
+Background work (a server batch's lines: requesters named ``BACKGROUND + batch id``) takes free
+places only: a place goes to a background line only when no live request waits, and
+background work never holds more than ``parallel - 1`` places at once (all of them when
+``parallel`` is 1), so a live request finds a place at once, or, with one place, gets the next
+one to come free ahead of every queued batch line. Background waiters do not count against
+``max_queue``.
 """
 
 from __future__ import annotations
@@ -27,6 +34,10 @@ from chinwag.cancellation import stream_in_thread
 from chinwag.errors import Overloaded
 
 T = TypeVar("T")
+
+BACKGROUND = "batch:"
+"""The prefix of a background requester's name (``requester`` gives a server batch's lines
+``batch:{id}``)."""
 
 
 class GenerationQueue:
@@ -44,7 +55,9 @@ class GenerationQueue:
         self.parallel = parallel
         self._on_depth = on_depth or (lambda _: None)
         self._running = 0
+        self._running_background = 0
         self._lines: OrderedDict[str, deque[asyncio.Future[None]]] = OrderedDict()
+        self._background: OrderedDict[str, deque[asyncio.Future[None]]] = OrderedDict()
         self._waiting = 0
         self._changed: asyncio.Event | None = None  # set (and replaced) when the lines move
         self._workers = parallel
@@ -65,8 +78,18 @@ class GenerationQueue:
 
     @property
     def waiting(self) -> int:
-        """Requests waiting for the model now."""
+        """Live requests waiting for the model now (background ones not counted)."""
         return self._waiting
+
+    @property
+    def background_waiting(self) -> int:
+        """Background requests waiting for a free place now."""
+        return sum(len(line) for line in self._background.values())
+
+    @property
+    def background_places(self) -> int:
+        """Most places background work may hold at once: ``parallel - 1``, at least 1."""
+        return max(1, self.parallel - 1)
 
     async def stream(self, start: Callable[[], Iterator[T]], who: str = "",
                      on_wait: Callable[[int], Awaitable[None]] | None = None
@@ -84,24 +107,38 @@ class GenerationQueue:
         Raises:
             Overloaded: ``max_queue`` requests are already waiting.
         """
-        await self._acquire(who, on_wait)
+        background = who.startswith(BACKGROUND)
+        await self._acquire(who, background, on_wait)
         try:
             async for item in self._run(start):
                 yield item
         finally:
-            self._release()
+            self._release(background)
 
-    async def _acquire(self, who: str,
+    def _free_for(self, background: bool) -> bool:
+        """Whether a request of this kind may take a place now, ahead of nobody."""
+        if self._running >= self.parallel or self._lines:
+            return False
+        return not background or (not self._background
+                                   and self._running_background < self.background_places)
+
+    def _take(self, background: bool) -> None:
+        self._running += 1
+        self._running_background += background
+
+    async def _acquire(self, who: str, background: bool,
                        on_wait: Callable[[int], Awaitable[None]] | None = None) -> None:
-        if self._running < self.parallel and not self._lines:
-            self._running += 1
+        if self._free_for(background):
+            self._take(background)
             return
-        if self._waiting >= self.max_queue:
+        if not background and self._waiting >= self.max_queue:
             raise Overloaded(f"the server is busy: {self._waiting} requests are waiting; "
                              "retry later", retry_after=1)
+        lines = self._background if background else self._lines
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._lines.setdefault(who, deque()).append(turn)
-        self._set_waiting(+1)
+        lines.setdefault(who, deque()).append(turn)
+        if not background:
+            self._set_waiting(+1)
         self._moved()
         try:
             if on_wait is None:
@@ -110,17 +147,18 @@ class GenerationQueue:
                 await self._report(turn, on_wait)
         except asyncio.CancelledError:
             if turn.done() and not turn.cancelled():  # given a place, then cancelled
-                self._release()
+                self._release(background)
             else:
-                line = self._lines.get(who)
+                line = lines.get(who)
                 if line is not None and turn in line:
                     line.remove(turn)
                     if not line:
-                        del self._lines[who]
+                        del lines[who]
                     self._moved()
             raise
         finally:
-            self._set_waiting(-1)
+            if not background:
+                self._set_waiting(-1)
 
     async def _report(self, turn: asyncio.Future[None],
                       on_wait: Callable[[int], Awaitable[None]]) -> None:
@@ -143,8 +181,16 @@ class GenerationQueue:
 
     def ahead(self, turn: asyncio.Future[None]) -> int:
         """How many waiting requests will be given a place before ``turn`` (the lines taken
-        in turn, as ``_hand_out`` does); the number waiting if it is not among them."""
-        order = deque((who, deque(line)) for who, line in self._lines.items())
+        in turn, as ``_hand_out`` does, live ones before background ones); the number
+        waiting if it is not among them."""
+        if any(turn in line for line in self._background.values()):
+            return self._waiting + self._position(self._background, turn)
+        return self._position(self._lines, turn)
+
+    @staticmethod
+    def _position(lines: OrderedDict[str, deque[asyncio.Future[None]]],
+                  turn: asyncio.Future[None]) -> int:
+        order = deque((who, deque(line)) for who, line in lines.items())
         count = 0
         while order:
             who, line = order.popleft()
@@ -161,24 +207,33 @@ class GenerationQueue:
             self._changed.set()
             self._changed = None
 
-    def _release(self) -> None:
+    def _release(self, background: bool) -> None:
         """Free a place and hand it to the next line in turn."""
         self._running -= 1
+        self._running_background -= background
         self._hand_out()
 
     def _hand_out(self) -> None:
-        """Give the free places to the lines in turn."""
+        """Give the free places to the live lines in turn, then, while none waits, to the
+        background lines in turn, up to ``background_places`` of them."""
         while self._running < self.parallel and self._lines:
-            who, line = next(iter(self._lines.items()))
-            turn = line.popleft()
-            if line:
-                self._lines.move_to_end(who)  # this line's next request waits its turn
-            else:
-                del self._lines[who]
-            if not turn.done():
-                turn.set_result(None)
-                self._running += 1
+            self._next_turn(self._lines, background=False)
+        while (self._running < self.parallel and self._background
+               and self._running_background < self.background_places):
+            self._next_turn(self._background, background=True)
         self._moved()
+
+    def _next_turn(self, lines: OrderedDict[str, deque[asyncio.Future[None]]], *,
+                   background: bool) -> None:
+        who, line = next(iter(lines.items()))
+        turn = line.popleft()
+        if line:
+            lines.move_to_end(who)  # this line's next request waits its turn
+        else:
+            del lines[who]
+        if not turn.done():
+            turn.set_result(None)
+            self._take(background)
 
     def _set_waiting(self, change: int) -> None:
         self._waiting += change

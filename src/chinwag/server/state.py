@@ -1,5 +1,5 @@
 """What one running server holds: settings, the models, personas, the queues, metrics, the
-conversation database.
+conversation database, uploaded files and batches.
 
 Built in the app's lifespan and reached by routes through ``get_state`` (no globals).
 """
@@ -17,6 +17,8 @@ from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from chinwag.backends.base import LanguageBackend
+from chinwag.batch.files import FileStore
+from chinwag.batch.jobs import BATCH_SCOPE, Batches
 from chinwag.chat.chatbot import Chatbot
 from chinwag.chat.persona import Persona, load_personas
 from chinwag.errors import ChinwagError, InvalidParams, UnknownPersona
@@ -26,7 +28,7 @@ from chinwag.llms import ModelHandle, ModelRegistry, server_models
 from chinwag.npc import NPC
 from chinwag.prompting import Prompt
 from chinwag.server.metrics import Metrics
-from chinwag.server.queue import GenerationQueue
+from chinwag.server.queue import BACKGROUND, GenerationQueue
 from chinwag.settings import Settings
 from chinwag.store import Conversation, Store
 from chinwag.types import Done, Event, EventStream, SamplingParams
@@ -79,6 +81,8 @@ class ServerState:
         metrics: Prometheus metrics.
         store: the conversation database (server-side memory of the persona endpoints).
         knowledge: sources, fetched pages, fact collections, the embedding model.
+        files: uploaded files and batch results (``/v1/files``).
+        batches: the server's batches (``/v1/batches``), run once ``start`` is given the app.
         turn_locks: the lock of each stored conversation with a turn running or waiting, so
             that its turns never overlap (weak: a lock goes when no turn needs it).
         background: summaries being written after their replies were sent.
@@ -97,6 +101,8 @@ class ServerState:
     metrics: Metrics
     store: Store
     knowledge: Knowledge
+    files: FileStore
+    batches: Batches
     turn_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = field(
         default_factory=weakref.WeakValueDictionary)
     background: set[asyncio.Task[None]] = field(default_factory=set)
@@ -144,15 +150,22 @@ class ServerState:
         registry_box.append(registry)
         registry.adopt(specs[0].id, backend, resident=resident)
         store = Store(settings.db_path())
+        files = FileStore(store, settings.files_path(), int(settings.max_file_bytes))
         return cls(settings=settings, models=registry, model_ids=ids,
                    handles={s.id: ModelHandle(registry, s.id) for s in specs}, queues=queues,
                    personas=personas, metrics=metrics, store=store,
-                   knowledge=Knowledge(settings, store), given=backend)
+                   knowledge=Knowledge(settings, store), files=files,
+                   batches=Batches(store, files, parallel=settings.parallel + 1,
+                                   api_key=settings.api_key),
+                   given=backend)
 
-    async def start(self) -> None:
-        """Begin serving: tie the models to this event loop and unload idle ones every
-        second."""
+    async def start(self, app: Any = None) -> None:
+        """Begin serving: tie the models to this event loop, unload idle ones every second,
+        and run (and resume) batches through ``app`` (the ASGI app serving this state;
+        None: no batches run)."""
         self.models.bind()
+        if app is not None:
+            await self.batches.start(app)
 
         async def sweep() -> None:
             while True:
@@ -394,8 +407,12 @@ def _owner(chatbot: Chatbot) -> str | None:
 
 
 def requester(request: Any, user: str | None = None) -> str:
-    """Whose line a request waits in (``GenerationQueue``): its user when it names one, else
-    the client's address (an HTTP request or websocket)."""
+    """Whose line a request waits in (``GenerationQueue``): a server batch's background line
+    for its lines (``batch:{id}``), else its user when it names one, else the client's
+    address (an HTTP request or websocket)."""
+    batch = (getattr(request, "scope", None) or {}).get(BATCH_SCOPE)
+    if batch:
+        return f"{BACKGROUND}{batch}"
     if user:
         return f"user:{user}"
     client = getattr(request, "client", None)

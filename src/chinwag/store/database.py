@@ -1,6 +1,6 @@
 """The conversation database: conversations, their messages and pinned facts in one SQLite file.
 
-Schema (version 4; times are unix seconds)::
+Schema (version 5; times are unix seconds)::
 
     conversations  id TEXT PRIMARY KEY (uuid4 hex), persona, user (NULL: nobody in particular),
                    created_at, updated_at (the last message added),
@@ -26,6 +26,9 @@ Schema (version 4; times are unix seconds)::
                    cut into chunks (with an optional float32 embedding), and the FTS5 index
                    over the chunks' text kept in step by triggers (``knowledge.collections``;
                    version 2)
+    files, batches  the server's uploaded files (the bytes live in a folder) and batches,
+                   with their status, request counts and result files (``batch.files``,
+                   ``batch.jobs``; version 5)
 
 Versioning: ``MIGRATIONS`` is append-only. Migration ``i`` takes a file from
 ``PRAGMA user_version`` ``i`` to ``i + 1``, each in its own ``BEGIN IMMEDIATE`` transaction that
@@ -158,6 +161,39 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE conversations ADD COLUMN title TEXT NOT NULL DEFAULT '';
     ALTER TABLE messages ADD COLUMN model TEXT;
     ALTER TABLE messages ADD COLUMN sources TEXT;
+    """,
+    # 5: the server's uploaded files and batches (OpenAI's Files and Batches APIs)
+    """
+    CREATE TABLE files (
+        id TEXT PRIMARY KEY,
+        purpose TEXT NOT NULL,
+        filename TEXT NOT NULL,
+        bytes INTEGER NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE batches (
+        id TEXT PRIMARY KEY,
+        input_file_id TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        completion_window TEXT NOT NULL,
+        status TEXT NOT NULL,
+        metadata TEXT,
+        errors TEXT,
+        output_file_id TEXT,
+        error_file_id TEXT,
+        total INTEGER NOT NULL DEFAULT 0,
+        completed INTEGER NOT NULL DEFAULT 0,
+        failed INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        in_progress_at INTEGER,
+        finalizing_at INTEGER,
+        completed_at INTEGER,
+        failed_at INTEGER,
+        expired_at INTEGER,
+        cancelling_at INTEGER,
+        cancelled_at INTEGER
+    );
     """,
 )
 SCHEMA_VERSION: int = len(MIGRATIONS)
