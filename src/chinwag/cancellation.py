@@ -9,7 +9,9 @@ stopped registers how to stop it (``on_cancel``: the llama.cpp backend registers
 nothing: the CLI and scripts stop a generation by closing its iterator.
 
 Like ``asyncio``'s or Go's context cancellation, the scope travels in a ``ContextVar``, so the
-layers in between (chatbot, backend base class) need not pass it along.
+layers in between (chatbot, backend base class) need not pass it along. It carries the work's
+priority the same way: a scope made for background work (a server batch's line) tells the
+engine, through ``in_background``, that live requests go first.
 """
 
 from __future__ import annotations
@@ -27,12 +29,17 @@ T = TypeVar("T")
 
 
 class CancelScope:
-    """Callbacks to run once, from any thread, when the work they belong to must stop."""
+    """Callbacks to run once, from any thread, when the work they belong to must stop.
 
-    def __init__(self) -> None:
+    Attributes:
+        background: the work is background work (``in_background``).
+    """
+
+    def __init__(self, *, background: bool = False) -> None:
         self._lock = threading.Lock()
         self._callbacks: list[Callable[[], None]] = []
         self.cancelled = False
+        self.background = background
 
     def add(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` on ``cancel`` (at once if the scope is already cancelled)."""
@@ -64,6 +71,12 @@ def cancel_scope(scope: CancelScope) -> Iterator[CancelScope]:
         _current.reset(token)
 
 
+def in_background() -> bool:
+    """Whether the work running in this thread is background work (its scope says so)."""
+    scope = _current.get()
+    return scope is not None and scope.background
+
+
 def on_cancel(callback: Callable[[], None]) -> None:
     """Register ``callback`` with the current ``CancelScope``, if any."""
     scope = _current.get()
@@ -80,9 +93,10 @@ _END = object()
 
 
 async def stream_in_thread(start: Callable[[], Iterator[T]],
-                           executor: Executor | None = None) -> AsyncGenerator[T, None]:
+                           executor: Executor | None = None, *,
+                           background: bool = False) -> AsyncGenerator[T, None]:
     """Yield what ``start()`` yields, produced in a worker thread (of ``executor``, default:
-    the event loop's) inside a ``CancelScope``.
+    the event loop's) inside a ``CancelScope`` (a background one with ``background``).
 
     ``start`` is called in the worker; what it raises is raised here. Closing this async
     iterator early (or cancelling the task reading it) stops the generator at its next item,
@@ -92,7 +106,7 @@ async def stream_in_thread(start: Callable[[], Iterator[T]],
     loop = asyncio.get_running_loop()
     items: asyncio.Queue[object] = asyncio.Queue()
     stop = threading.Event()
-    scope = CancelScope()
+    scope = CancelScope(background=background)
 
     def put(item: object) -> None:
         if not loop.is_closed():

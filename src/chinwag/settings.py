@@ -139,6 +139,11 @@ class SettingsFields(BaseModel):
         8, ge=1, le=64,
         description="Sequences generated at once, batched into one decode per step "
         "(chinwag serve; each has n_ctx tokens of KV cache).")
+    batch_places: int | None = Field(
+        None, ge=1, le=64,
+        description="Places of parallel that a server batch's lines (/v1/batches) may hold at "
+        "once; live requests always keep at least one. More: faster batches, and a slower "
+        "first token for people chatting meanwhile. Default: half of parallel.")
     kv_cache_ram: ByteSize = Field(
         ByteSize(1 << 30), ge=0,
         description="RAM for idle conversations' KV state, bytes ('512MiB', '2GB'; 0: off). "

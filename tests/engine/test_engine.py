@@ -237,6 +237,41 @@ def test_a_long_newcomer_is_prefilled_in_chunks_between_the_others_tokens(
         engine.close()
 
 
+def test_background_work_sits_out_the_steps_of_a_live_prompt(model: LlamaModel) -> None:
+    """A background sequence (a server batch's line) streams; a live 1,000-token prompt
+    joins: the background one gets no token while the live prompt is computed (at most one,
+    in a step that ran before the live one was admitted), then goes on."""
+    engine = Engine(model, n_ctx=2048, n_threads=2, n_seq_max=2, prefill_chunk=128)
+    try:
+        steps_of_tokens: list[int] = []
+        joined = threading.Event()
+
+        def streamer() -> None:
+            seq = engine.submit(model.tokenize("Once upon a time"),
+                                GREEDY.with_(max_tokens=40), background=True)
+            for _ in engine.run(seq):
+                steps_of_tokens.append(engine.steps)
+                if len(steps_of_tokens) == 3:
+                    joined.set()
+
+        thread = threading.Thread(target=streamer)
+        thread.start()
+        assert joined.wait(60)
+        live = engine.submit(model.tokenize(PROMPT * 14)[:1000], GREEDY.with_(max_tokens=2))
+        submitted_at = engine.steps
+        out = engine.run(live)
+        next(out)
+        first_token_at = engine.steps
+        out.close()
+        thread.join(120)
+        assert len(steps_of_tokens) == 40  # it went on afterwards
+        during = [s for s in steps_of_tokens if submitted_at < s <= first_token_at]
+        assert first_token_at - submitted_at >= 2  # the prompt took steps (n_batch 512)
+        assert len(during) <= 1, (during, submitted_at, first_token_at)
+    finally:
+        engine.close()
+
+
 # -- failures and cancellation ---------------------------------------------------------------------
 
 def test_a_failed_step_fails_every_generation_in_it(model: LlamaModel,

@@ -163,7 +163,7 @@ def test_cancelling_keeps_the_lines_done_and_stops_the_rest(
     backend = Gated()
     client = app_on(backend, parallel=2)
     made = start(client, jsonl(*(completion(i) for i in range(6))))
-    wait_until(lambda: backend.waiting == 1)  # one place for the batch: parallel - 1
+    wait_until(lambda: backend.waiting == 1)  # one place for the batch: half of parallel
     backend.let(2)
     wait_until(lambda: batch(client, made["id"])["request_counts"]["completed"] == 2)
     cancelled = client.post(f"/v1/batches/{made['id']}/cancel")

@@ -179,9 +179,16 @@ def test_a_live_request_is_served_ahead_of_queued_batch_lines() -> None:
     assert asyncio.run(main()) == ["b0", "live", "b1", "b2", "b3"]
 
 
+def test_background_places_are_half_of_parallel_unless_set_and_never_all() -> None:
+    assert [GenerationQueue(1, parallel=n).background_places for n in (1, 2, 3, 8)] == [
+        1, 1, 1, 4]
+    assert GenerationQueue(1, parallel=8, background_places=7).background_places == 7
+    assert GenerationQueue(1, parallel=8, background_places=20).background_places == 7
+
+
 def test_batch_lines_leave_a_place_free_for_live_requests() -> None:
     async def main() -> None:
-        queue, log = GenerationQueue(max_queue=10, parallel=3), Log()
+        queue, log = GenerationQueue(max_queue=10, parallel=3, background_places=2), Log()
         batch = [asyncio.create_task(run_one(queue, log, f"b{i}", f"{BACKGROUND}one",
                                              hold=True)) for i in range(5)]
         await until(lambda: len(log.started) == 2 and queue.background_waiting == 3)

@@ -22,7 +22,7 @@ from chinwag.backends.base import (
     continuation_choice,
 )
 from chinwag.backends.stops import StopScanner
-from chinwag.cancellation import on_cancel
+from chinwag.cancellation import in_background, on_cancel
 from chinwag.errors import ChinwagError
 from chinwag.models import packaged_file, resolve_model
 from chinwag.prompting import Speakers
@@ -200,7 +200,8 @@ class LlamaCppBackend(LanguageBackend):
 
         tokens = self.model.tokenize(prompt)
         grammar = None if params.json_schema is None else grammar_for_schema(params.json_schema)
-        gen = self.engine.submit(tokens, params, grammar, reuse=params.cache_prompt)
+        gen = self.engine.submit(tokens, params, grammar, reuse=params.cache_prompt,
+                                 background=in_background())
         on_cancel(lambda: self.engine.cancel(gen))
         return self._stream(gen, params.stop)
 

@@ -59,6 +59,7 @@ def serve(
     max_body_bytes: Annotated[int | None, setting_option(
         "max_body_bytes", "--max-body-bytes")] = None,
     parallel: Annotated[int | None, setting_option("parallel", "--parallel")] = None,
+    batch_places: Annotated[int | None, setting_option("batch_places", "--batch-places")] = None,
     prefill_chunk: Annotated[int | None, setting_option(
         "prefill_chunk", "--prefill-chunk")] = None,
     db: DbOpt = None,
@@ -81,7 +82,8 @@ def serve(
                              chat_format=chat_format, n_ctx=n_ctx,
                              n_batch=n_batch, n_threads=threads, api_key=api_key,
                              max_queue=max_queue, max_body_bytes=max_body_bytes, db=db,
-                             parallel=parallel, prefill_chunk=prefill_chunk,
+                             parallel=parallel, batch_places=batch_places,
+                             prefill_chunk=prefill_chunk,
                              kv_cache_ram=kv_cache_ram, kv_cache_dir=kv_cache_dir,
                              kv_cache_disk=kv_cache_disk,
                              fetch_allow_private=fetch_allow_private)

@@ -71,6 +71,9 @@ class Generation:
         fed: the tokens whose KV cells this generation holds, in order.
         finish_reason: None while running; ``stop``, ``length`` or ``cancelled`` after.
         error: the failure that ended it (``llama_decode`` failed in one of its steps).
+        background: background work (a server batch's line): it sits out the steps in which
+            a live generation's prompt is computed, so that the live one's first token comes
+            as fast as on an idle engine.
     """
 
     prompt: list[int]
@@ -89,6 +92,7 @@ class Generation:
     n_cached: int = 0
     cache_source: str | None = None
     fed: list[int] = field(default_factory=list)
+    background: bool = False
 
     @property
     def prefilling(self) -> bool:
@@ -205,11 +209,13 @@ class Engine:
     # -- generation ----------------------------------------------------------------------------
 
     def submit(self, prompt: list[int], params: SamplingParams,
-               grammar: str | None = None, *, reuse: bool = True) -> Generation:
+               grammar: str | None = None, *, reuse: bool = True,
+               background: bool = False) -> Generation:
         """Check and register a prompt; tokens come from ``run(generation)``.
 
         ``reuse``: start from a free slot's kept KV cells when they share a prefix with the
-        prompt (see ``slots``); otherwise the prompt is computed whole.
+        prompt (see ``slots``); otherwise the prompt is computed whole. ``background``: see
+        ``Generation.background``.
 
         Raises:
             InvalidParams: the prompt has no tokens.
@@ -223,7 +229,7 @@ class Engine:
         sampler = Sampler(self.model.vocab, self.model.n_vocab, params, grammar,
                           history=prompt)
         return Generation(prompt=list(prompt), sampler=sampler, max_tokens=params.max_tokens,
-                          reuse=reuse)
+                          reuse=reuse, background=background)
 
     def run(self, gen: Generation) -> Generator[int, None, None]:
         """Advance ``gen`` to its end, yielding each sampled token id as it comes.
@@ -368,6 +374,8 @@ class Engine:
         started = time.perf_counter()
         batch, n, wants = self._batch, 0, []
         running = sorted((g for g in self._active if not g.ended), key=lambda g: g.seq_id)
+        if any(g.prefilling and not g.background for g in running):  # a live prompt: alone
+            running = [g for g in running if not g.background]
         for gen in running:  # decoding generations first, in slot order: one token each
             if not gen.prefilling:
                 self._put(n, gen.last_token, gen.n_past, gen.seq_id, True)

@@ -15,10 +15,14 @@ inside a ``CancelScope`` that the backend registers its stop with), and frees it
 
 Background work (a server batch's lines: requesters named ``BACKGROUND + batch id``) takes free
 places only: a place goes to a background line only when no live request waits, and
-background work never holds more than ``parallel - 1`` places at once (all of them when
+background work never holds more than ``background_places`` places at once (half of
+``parallel`` unless set, never all of them when there are two or more: one place when
 ``parallel`` is 1), so a live request finds a place at once, or, with one place, gets the next
-one to come free ahead of every queued batch line. Background waiters do not count against
-``max_queue``.
+one to come free ahead of every queued batch line. Fewer background places also keep the
+engine's steps short, and a live request's first token waits for the step under way.
+Background waiters do not count against ``max_queue``. Background work runs in a background
+``CancelScope``, which tells the engine (``cancellation.in_background``) to hold it back while
+a live prompt is computed.
 """
 
 from __future__ import annotations
@@ -47,12 +51,16 @@ class GenerationQueue:
         max_queue: most requests allowed to wait while ``parallel`` run.
         on_depth: called with the number of waiting requests whenever it changes (metrics).
         parallel: generations that run at once (the backend's batch size).
+        background_places: most places background work may hold (see
+            ``background_places``); default: half of ``parallel``.
     """
 
     def __init__(self, max_queue: int,
-                 on_depth: Callable[[int], None] | None = None, parallel: int = 1) -> None:
+                 on_depth: Callable[[int], None] | None = None, parallel: int = 1,
+                 background_places: int | None = None) -> None:
         self.max_queue = max_queue
         self.parallel = parallel
+        self._background_limit = background_places
         self._on_depth = on_depth or (lambda _: None)
         self._running = 0
         self._running_background = 0
@@ -88,8 +96,10 @@ class GenerationQueue:
 
     @property
     def background_places(self) -> int:
-        """Most places background work may hold at once: ``parallel - 1``, at least 1."""
-        return max(1, self.parallel - 1)
+        """Most places background work may hold at once: the ``background_places`` given
+        (half of ``parallel`` by default), at most ``parallel - 1``, at least 1."""
+        wanted = self.parallel // 2 if self._background_limit is None else self._background_limit
+        return max(1, min(wanted, self.parallel - 1))
 
     async def stream(self, start: Callable[[], Iterator[T]], who: str = "",
                      on_wait: Callable[[int], Awaitable[None]] | None = None
@@ -110,7 +120,7 @@ class GenerationQueue:
         background = who.startswith(BACKGROUND)
         await self._acquire(who, background, on_wait)
         try:
-            async for item in self._run(start):
+            async for item in self._run(start, background):
                 yield item
         finally:
             self._release(background)
@@ -239,8 +249,10 @@ class GenerationQueue:
         self._waiting += change
         self._on_depth(self._waiting)
 
-    async def _run(self, start: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
-        async with contextlib.aclosing(stream_in_thread(start, self._executor)) as items:
+    async def _run(self, start: Callable[[], Iterator[T]],
+                   background: bool) -> AsyncIterator[T]:
+        async with contextlib.aclosing(stream_in_thread(start, self._executor,
+                                                        background=background)) as items:
             async for item in items:
                 yield item
 

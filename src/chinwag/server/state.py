@@ -141,7 +141,8 @@ class ServerState:
 
         for spec in specs:
             queues[spec.id] = GenerationQueue(settings.max_queue, depth,
-                                              parallel=settings.parallel)
+                                              parallel=settings.parallel,
+                                              background_places=settings.batch_places)
         registry = ModelRegistry(
             specs, loader, max_loaded=settings.models_max,
             max_bytes=int(settings.models_memory) if settings.models_memory else None,
