@@ -12,11 +12,13 @@ from chinwag import errors
 
 EXPECTED = {
     "BackendAuthError", "BackendError", "BackendRateLimited", "BackendRejected",
-    "BackendServerError", "BackendUnreachable", "BadExport", "Cancelled", "Capabilities",
+    "BackendServerError", "BackendUnreachable", "BadExport", "BatchFinished", "BatchNotFound",
+    "Cancelled", "Capabilities",
     "Chatbot", "ChinwagError", "Choice", "ConfigError", "ContextOverflow", "Conversation",
     "ConversationNotFound", "DefinitionError", "DocumentNotFound", "Done",
     "EmbeddingsUnavailable", "Example",
-    "FetchError", "FormatError", "HttpBackend", "HumanBackend", "InvalidParams",
+    "FetchError", "FileNotFound", "FileTooLarge", "FormatError", "HttpBackend", "HumanBackend",
+    "InvalidParams",
     "LanguageBackend", "LlamaCppBackend", "Message", "ModelError", "ModelInfo", "ModelLoadError",
     "ModelLoadFailed",
     "ModelNotFound", "NPCBusy", "OpenAIBackend", "Overloaded", "Persona", "PersonaError", "Prompt",
