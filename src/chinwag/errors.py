@@ -20,6 +20,7 @@ server) translate these classes, and only these, into messages and status codes:
     ├── FormatError                 a chat template or named format that cannot render the messages
     ├── ContextOverflow             a prompt longer than the context window (both token counts)
     ├── BackendError                the backend failed while generating
+    │   ├── OutputInvalid           generated JSON that fails its schema after every attempt
     │   └── RemoteError             a remote LLM server failed (openai, http backends)
     │       ├── BackendUnreachable  no answer: refused, DNS, timeout (after retries)
     │       ├── BackendRateLimited  429 on every attempt
@@ -200,6 +201,22 @@ class ContextOverflow(ChinwagError):
 
 class BackendError(ChinwagError):
     """The backend failed while tokenizing, decoding or sampling."""
+
+
+class OutputInvalid(BackendError):
+    """Generated text that does not match the JSON Schema it was asked for, after every
+    attempt the request's ``max_tokens`` allowed; the message holds the validation problem
+    and the start of the last text (HTTP 500, code ``invalid_output``: never an empty 200).
+
+    Attributes:
+        text: the last text generated.
+        problem: what is wrong with it.
+    """
+
+    def __init__(self, message: str, *, text: str, problem: str) -> None:
+        super().__init__(message)
+        self.text = text
+        self.problem = problem
 
 
 class RemoteError(BackendError):

@@ -9,7 +9,13 @@ import jsonschema
 import pytest
 
 from chinwag.chat import Chatbot, get_persona
-from chinwag.errors import ContextOverflow, InvalidParams, ModelLoadError, SchemaError
+from chinwag.errors import (
+    ContextOverflow,
+    InvalidParams,
+    ModelLoadError,
+    OutputInvalid,
+    SchemaError,
+)
 from chinwag.types import Message, SamplingParams, TokenEvent, collect
 
 pytestmark = pytest.mark.slow
@@ -87,6 +93,47 @@ def test_json_schema_output_validates(llama: Any, schema: dict[str, Any]) -> Non
                                         params))
     assert done.finish_reason == "stop", text
     jsonschema.validate(json.loads(text), schema)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_integer_bounds_are_enforced(llama: Any, seed: int) -> None:
+    """Measured before: {"n": 0}, {"n": 10}, {"n": 2} for seeds 1-3 (the bounds dropped)."""
+    import json
+
+    schema = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 200,
+                                                      "maximum": 205}}, "required": ["n"]}
+    params = SamplingParams(temperature=0.8, seed=seed, max_tokens=40, json_schema=schema)
+    text, done = collect(llama.generate("A number:\n", params))
+    assert done.finish_reason == "stop"
+    assert 200 <= json.loads(text)["n"] <= 205
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_what_the_grammar_cannot_enforce_is_checked_never_returned_invalid(
+        llama: Any, seed: int) -> None:
+    """Number bounds are not in the grammar: the text is checked and generated again; what
+    comes back validates, or the error carries the text."""
+    import json
+
+    schema = {"type": "object", "properties": {"x": {"type": "number", "minimum": 0.25,
+                                                      "maximum": 0.75}}, "required": ["x"]}
+    params = SamplingParams(temperature=0.8, seed=seed, max_tokens=120, json_schema=schema)
+    try:
+        text, done = collect(llama.generate("A fraction between a quarter and three "
+                                            "quarters, as JSON:\n", params))
+    except OutputInvalid as e:
+        assert e.text and e.problem and e.text[:20] in str(e)
+        return
+    assert done.finish_reason == "stop"
+    jsonschema.validate(json.loads(text), schema)
+
+
+def test_json_cut_by_max_tokens_comes_back_as_it_is(llama: Any) -> None:
+    schema = {"type": "object", "properties": {"story": {"type": "string"}},
+              "required": ["story"]}
+    params = SamplingParams(temperature=0.8, seed=1, max_tokens=6, json_schema=schema)
+    text, done = collect(llama.generate("A long story as JSON:\n", params))
+    assert done.finish_reason == "length" and text.startswith("{")
 
 
 def test_invalid_json_schema_is_schema_error(llama: Any) -> None:

@@ -23,10 +23,14 @@ from chinwag.backends.base import (
 )
 from chinwag.backends.stops import StopScanner
 from chinwag.cancellation import in_background, on_cancel
-from chinwag.errors import ChinwagError
+from chinwag.errors import ChinwagError, OutputInvalid
+from chinwag.json_schema import for_grammar, json_problem
 from chinwag.models import packaged_file, resolve_model
 from chinwag.prompting import Speakers
 from chinwag.types import Choice, Done, EventStream, Message, SamplingParams, TokenEvent, Usage
+
+SCHEMA_ATTEMPTS = 3
+"""Most generations of one request whose JSON Schema the grammar cannot wholly enforce."""
 
 if TYPE_CHECKING:
     from chinwag.engine import Generation
@@ -196,14 +200,65 @@ class LlamaCppBackend(LanguageBackend):
         return self.model.tokenize(text)
 
     def generate(self, prompt: str, params: SamplingParams) -> EventStream:
+        """Stream the continuation of ``prompt``. With ``params.json_schema``, the output is
+        constrained by the schema's grammar; where the grammar cannot enforce every keyword
+        (``json_schema.for_grammar``) the text is held back, checked, and generated again
+        (another seed) while the ``max_tokens`` budget lasts, up to ``SCHEMA_ATTEMPTS``
+        times; a text that still fails, or a stream whose finished text fails, raises
+        ``OutputInvalid`` with the text. A text cut by ``max_tokens`` comes back as it is
+        (finish reason ``length``).
+
+        Raises:
+            ContextOverflow, InvalidParams, SchemaError: see ``Engine.submit``,
+                ``grammar_for_schema``.
+            OutputInvalid: see above.
+        """
         from chinwag.engine.sampler import grammar_for_schema
 
         tokens = self.model.tokenize(prompt)
-        grammar = None if params.json_schema is None else grammar_for_schema(params.json_schema)
+        schema = params.json_schema
+        if schema is None:
+            return self._run(tokens, params, None)
+        grammar = grammar_for_schema(schema)
+        if for_grammar(schema)[1]:
+            return _checked(self._run(tokens, params, grammar), schema)
+        return self._attempts(tokens, params, grammar, schema)
+
+    def _run(self, tokens: list[int], params: SamplingParams,
+             grammar: str | None) -> EventStream:
         gen = self.engine.submit(tokens, params, grammar, reuse=params.cache_prompt,
                                  background=in_background())
         on_cancel(lambda: self.engine.cancel(gen))
         return self._stream(gen, params.stop)
+
+    def _attempts(self, tokens: list[int], params: SamplingParams, grammar: str,
+                  schema: dict[str, Any]) -> EventStream:
+        first = self._run(tokens, params, grammar)  # errors of the request raise here
+        used, attempts = 0, 1 if params.temperature == 0 else SCHEMA_ATTEMPTS
+        for attempt in range(attempts):
+            stream = first if attempt == 0 else self._run(tokens, params.with_(
+                max_tokens=params.max_tokens - used,
+                seed=None if params.seed is None else params.seed + attempt), grammar)
+            text, done = "", None
+            for event in stream:
+                if isinstance(event, TokenEvent):
+                    text += event.text
+                else:
+                    done = event
+            assert done is not None
+            used += done.usage.completion_tokens
+            usage = Usage(done.usage.prompt_tokens, used, done.usage.cached_tokens)
+            problem = None if done.finish_reason == "length" else json_problem(text, schema)
+            if problem is None:
+                if text:
+                    yield TokenEvent(text)
+                yield Done(done.finish_reason, usage)
+                return
+            if used >= params.max_tokens:
+                break
+        raise OutputInvalid(f"the generated JSON does not match the schema after {attempt + 1} "
+                            f"attempt(s) ({problem}): {text[:300]!r}", text=text,
+                            problem=problem or "")
 
     def _stream(self, gen: Generation,
                 stop: Sequence[str]) -> Generator[TokenEvent | Done, None, None]:
@@ -255,3 +310,22 @@ class LlamaCppBackend(LanguageBackend):
     def close(self) -> None:
         self.engine.close()
         self.model.close()
+
+
+def _checked(stream: EventStream, schema: dict[str, Any]) -> EventStream:
+    """``stream`` as it is, with its finished text checked against ``schema`` at the end (a
+    grammar that should have enforced it; a text cut by ``max_tokens`` is not checked).
+
+    Raises:
+        OutputInvalid: the finished text does not match.
+    """
+    text = ""
+    for event in stream:
+        if isinstance(event, TokenEvent):
+            text += event.text
+        elif event.finish_reason != "length":
+            problem = json_problem(text, schema)
+            if problem is not None:
+                raise OutputInvalid(f"the generated JSON does not match the schema "
+                                    f"({problem}): {text[:300]!r}", text=text, problem=problem)
+        yield event

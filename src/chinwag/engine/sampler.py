@@ -27,7 +27,7 @@ import numpy as np
 from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
 
 from chinwag.errors import BackendError, SchemaError
-from chinwag.json_schema import check_json_schema
+from chinwag.json_schema import check_json_schema, for_grammar
 from chinwag.types import SamplingParams
 
 # llama.cpp's JSON grammars allow unbounded whitespace between tokens; a small base model can
@@ -38,7 +38,10 @@ _WS_CAPPED = 'ws ::= | " " | "\\n" [ \\t]{0,20}'
 def grammar_for_schema(schema: dict[str, Any]) -> str:
     """A GBNF grammar accepting exactly the JSON documents valid against ``schema``.
 
-    An empty schema (``{}``) means any JSON object, as OpenAI's ``json_object`` mode.
+    An empty schema (``{}``) means any JSON object, as OpenAI's ``json_object`` mode. The
+    schema is first rewritten by ``json_schema.for_grammar`` (small integer ranges become
+    enums); what the grammar still cannot enforce, ``for_grammar`` reports, and the text is
+    checked after generation.
 
     Raises:
         SchemaError: the schema is not a valid JSON Schema, or uses what llama.cpp's converter
@@ -48,7 +51,7 @@ def grammar_for_schema(schema: dict[str, Any]) -> str:
     if not schema:
         return _cap_whitespace(JSON_GBNF)
     try:
-        gbnf = json_schema_to_gbnf(json.dumps(schema))
+        gbnf = json_schema_to_gbnf(json.dumps(for_grammar(schema)[0]))
     except Exception as e:  # the converter raises bare Exception/ValueError/KeyError
         raise SchemaError(f"this JSON Schema cannot be enforced: {type(e).__name__}: {e}") \
             from None

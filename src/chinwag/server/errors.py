@@ -31,6 +31,7 @@ from chinwag.errors import (
     ModelError,
     ModelLoadFailed,
     NPCBusy,
+    OutputInvalid,
     Overloaded,
     RemoteError,
     SchemaError,
@@ -109,6 +110,9 @@ def from_chinwag(e: ChinwagError) -> APIError:
     if isinstance(e, RemoteError):  # the model behind chinwag is another server: a gateway
         return APIError(502, f"the upstream LLM server failed: {e}", type="server_error",
                         code="upstream_error")
+    if isinstance(e, OutputInvalid):
+        return APIError(500, str(e), type="server_error", param="response_format",
+                        code="invalid_output")
     if isinstance(e, ModelLoadFailed):
         return APIError(500, str(e), type="server_error", param="model",
                         code="model_load_failed")
