@@ -199,6 +199,27 @@ def test_pieces_are_right_when_many_threads_detokenize_at_once(model_path: Path)
         reference.close()
 
 
+def streaming(engine: Engine, model: LlamaModel, *,
+              background: bool) -> tuple[threading.Thread, list[int]]:
+    """A 40-token generation read in a thread, once it has three tokens: the thread and the
+    engine step at which each token came."""
+    steps_of_tokens: list[int] = []
+    joined = threading.Event()
+
+    def streamer() -> None:
+        seq = engine.submit(model.tokenize("Once upon a time"), GREEDY.with_(max_tokens=40),
+                            background=background)
+        for _ in engine.run(seq):
+            steps_of_tokens.append(engine.steps)
+            if len(steps_of_tokens) == 3:
+                joined.set()
+
+    thread = threading.Thread(target=streamer)
+    thread.start()
+    assert joined.wait(60)
+    return thread, steps_of_tokens
+
+
 def test_a_long_newcomer_is_prefilled_in_chunks_between_the_others_tokens(
         model: LlamaModel) -> None:
     """While one sequence streams, a 1,000-token prompt joins: it is computed at most
@@ -206,19 +227,7 @@ def test_a_long_newcomer_is_prefilled_in_chunks_between_the_others_tokens(
     those steps instead of waiting for the whole prompt."""
     engine = Engine(model, n_ctx=2048, n_threads=2, n_seq_max=2, prefill_chunk=128)
     try:
-        steps_of_tokens: list[int] = []
-        joined = threading.Event()
-
-        def streamer() -> None:
-            seq = engine.submit(model.tokenize("Once upon a time"), GREEDY.with_(max_tokens=40))
-            for _ in engine.run(seq):
-                steps_of_tokens.append(engine.steps)
-                if len(steps_of_tokens) == 3:
-                    joined.set()
-
-        thread = threading.Thread(target=streamer)
-        thread.start()
-        assert joined.wait(60)
+        thread, steps_of_tokens = streaming(engine, model, background=False)
         long_prompt = model.tokenize(PROMPT * 14)[:1000]
         newcomer = engine.submit(long_prompt, GREEDY.with_(max_tokens=2))
         admitted_at = engine.steps
@@ -243,20 +252,7 @@ def test_background_work_sits_out_the_steps_of_a_live_prompt(model: LlamaModel) 
     in a step that ran before the live one was admitted), then goes on."""
     engine = Engine(model, n_ctx=2048, n_threads=2, n_seq_max=2, prefill_chunk=128)
     try:
-        steps_of_tokens: list[int] = []
-        joined = threading.Event()
-
-        def streamer() -> None:
-            seq = engine.submit(model.tokenize("Once upon a time"),
-                                GREEDY.with_(max_tokens=40), background=True)
-            for _ in engine.run(seq):
-                steps_of_tokens.append(engine.steps)
-                if len(steps_of_tokens) == 3:
-                    joined.set()
-
-        thread = threading.Thread(target=streamer)
-        thread.start()
-        assert joined.wait(60)
+        thread, steps_of_tokens = streaming(engine, model, background=True)
         live = engine.submit(model.tokenize(PROMPT * 14)[:1000], GREEDY.with_(max_tokens=2))
         submitted_at = engine.steps
         out = engine.run(live)
