@@ -349,7 +349,10 @@ class Batches:
         return done
 
     def _end(self, record: BatchRecord, status: str, progress: Progress) -> None:
-        """Turn the result files into stored files and give the batch its last status."""
+        """Turn the result files into stored files and give the batch its last status
+        (nothing if it has one already: a cancel that came while it was ending)."""
+        if self.get(record.id).status in ENDED:
+            return
         now = int(self.clock())
         if status != "cancelled":
             self._set(record.id, status="finalizing", finalizing_at=now)
