@@ -128,7 +128,8 @@ class Batches:
         files: the uploaded files (inputs) and where results go.
         parallel: lines of one batch sent at once (the model's queue decides how many run;
             the server sends one more than its places, so that the next line waits ready).
-        api_key: the key the batch's own requests carry when the server requires one.
+        api_key: the key the batch's own requests carry (one of ``Settings.api_keys()``),
+            when the server requires one.
         clock: unix seconds now (tests pass their own to reach the end of the window).
     """
 
@@ -314,8 +315,7 @@ class Batches:
     async def _send(self, batch_id: str, todo: list[BatchLine], out: Any, failed: Any,
                     progress: Progress, expires_at: int) -> list[BatchLine]:
         assert self._app is not None
-        keys = [k.strip() for k in (self.api_key or "").split(",") if k.strip()]
-        headers = {"Authorization": f"Bearer {keys[0]}"} if keys else {}
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         transport = httpx.ASGITransport(app=_Marked(self._app, batch_id))
         async with httpx.AsyncClient(transport=transport, base_url="http://chinwag-batch",
                                      headers=headers, timeout=None) as client:

@@ -157,7 +157,7 @@ class ServerState:
                    personas=personas, metrics=metrics, store=store,
                    knowledge=Knowledge(settings, store), files=files,
                    batches=Batches(store, files, parallel=settings.parallel + 1,
-                                   api_key=settings.api_key),
+                                   api_key=next(iter(settings.api_keys()), None)),
                    given=backend)
 
     async def start(self, app: Any = None) -> None:
