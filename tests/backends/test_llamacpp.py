@@ -128,6 +128,31 @@ def test_what_the_grammar_cannot_enforce_is_checked_never_returned_invalid(
     jsonschema.validate(json.loads(text), schema)
 
 
+def test_an_answer_that_never_validates_is_an_error_with_its_text(llama: Any) -> None:
+    """Greedy (one attempt) and a multipleOf the grammar cannot enforce (the model writes
+    1000000000000000): the error carries the text."""
+    schema = {"type": "object", "properties": {"n": {"type": "integer", "multipleOf": 99_991}},
+              "required": ["n"]}
+    params = SamplingParams(temperature=0, max_tokens=40, json_schema=schema)
+    with pytest.raises(OutputInvalid) as caught:
+        collect(llama.generate("A number:\n", params))
+    assert caught.value.text and caught.value.text[:10] in str(caught.value)
+    assert "multiple of" in caught.value.problem
+
+
+def test_a_finished_stream_that_fails_its_schema_raises() -> None:
+    from chinwag.backends.llamacpp import _checked
+    from chinwag.types import Done, TokenEvent, Usage
+
+    schema = {"type": "object", "required": ["b"]}
+    good = list(_checked(iter([TokenEvent('{"b": 1}'), Done("stop", Usage(1, 1))]), schema))
+    assert len(good) == 2
+    cut = list(_checked(iter([TokenEvent('{"a'), Done("length", Usage(1, 1))]), schema))
+    assert cut[-1].finish_reason == "length"  # type: ignore[union-attr]
+    with pytest.raises(OutputInvalid, match="'b' is a required property"):
+        list(_checked(iter([TokenEvent('{"a": 1}'), Done("stop", Usage(1, 1))]), schema))
+
+
 def test_json_cut_by_max_tokens_comes_back_as_it_is(llama: Any) -> None:
     schema = {"type": "object", "properties": {"story": {"type": "string"}},
               "required": ["story"]}

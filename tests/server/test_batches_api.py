@@ -314,6 +314,14 @@ def test_an_empty_input_file_fails_the_batch(app_on: Callable[..., TestClient]) 
     assert done["status"] == "failed" and done["errors"]["data"][0]["code"] == "empty_file"
 
 
+def test_an_input_file_that_is_not_utf8_fails_the_batch(
+        app_on: Callable[..., TestClient]) -> None:
+    client = app_on()
+    done = ended(client, start(client, b"\xff\xfe not text\n")["id"])
+    assert done["status"] == "failed" and done["errors"]["data"][0]["code"] == "invalid_file"
+    assert done["output_file_id"] is None
+
+
 def test_the_batch_routes_need_the_api_key_and_the_batch_carries_it(
         app_on: Callable[..., TestClient]) -> None:
     client = app_on(api_key="sesame")

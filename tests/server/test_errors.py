@@ -215,3 +215,28 @@ def test_fetch_error_is_a_422_carrying_its_code(code: str) -> None:
     assert error_of(reply)["code"] == code
     assert error_of(reply)["param"] == "url"
     assert "pages.test" in error_of(reply)["message"]
+
+
+class InvalidOutputBackend(ScriptedBackend):
+    """Generates JSON that fails its schema every time (what ``OutputInvalid`` reports)."""
+
+    def generate(self, prompt: str, params: SamplingParams) -> EventStream:
+        from chinwag.errors import OutputInvalid
+
+        raise OutputInvalid("the generated JSON does not match the schema after 3 attempt(s) "
+                            "(7 is not a multiple of 5): '7'", text="7",
+                            problem="7 is not a multiple of 5")
+        yield  # a generator, as backends are
+
+
+def test_output_that_fails_its_schema_is_a_500_carrying_the_text(
+        make_app: Callable[..., TestClient]) -> None:
+    client = make_app(backend=InvalidOutputBackend())
+    reply = client.post("/v1/chat/completions", json={
+        "model": MODEL, "messages": [{"role": "user", "content": "a number"}],
+        "response_format": {"type": "json_schema", "json_schema": {
+            "name": "n", "schema": {"type": "integer", "multipleOf": 5}}}})
+    assert reply.status_code == 500
+    error = reply.json()["error"]
+    assert error["code"] == "invalid_output" and error["param"] == "response_format"
+    assert "not a multiple of 5" in error["message"] and "'7'" in error["message"]
