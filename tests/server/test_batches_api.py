@@ -175,6 +175,26 @@ def test_cancelling_keeps_the_lines_done_and_stops_the_rest(
     backend.let(10)
 
 
+def test_a_batch_cancelled_before_its_task_runs_ends_cancelled(
+        app_on: Callable[..., TestClient]) -> None:
+    """Created, started and cancelled in one turn of the event loop: the task never runs
+    a line (nor reads its batch), and the batch still ends ``cancelled``."""
+    client = app_on()
+    state = client.app.state.chinwag  # type: ignore[attr-defined]
+    file_id = upload(client, jsonl(completion(0))).json()["id"]
+
+    async def create_and_cancel() -> str:
+        made = state.batches.create(file_id, "/v1/completions", "24h")
+        state.batches.launch(made.id)
+        state.batches.request_cancel(made.id)
+        await state.batches.stop(made.id)
+        return str(made.id)
+
+    batch_id = client.portal.call(create_and_cancel)  # type: ignore[union-attr]
+    done = batch(client, batch_id)
+    assert done["status"] == "cancelled" and done["request_counts"]["completed"] == 0
+
+
 def test_a_batch_that_has_ended_cannot_be_cancelled(app_on: Callable[..., TestClient]) -> None:
     client = app_on()
     done = ended(client, start(client, jsonl(completion(0)))["id"])

@@ -231,6 +231,9 @@ class Batches:
         self._cancelled.add(batch_id)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        record = await asyncio.to_thread(self.get, batch_id)
+        if record.status == "cancelling":  # cancelled before it began: nothing ended it
+            await asyncio.to_thread(self._end, record, "cancelled", Progress(record.total))
 
     # -- running ---------------------------------------------------------------------------
 
