@@ -3,6 +3,12 @@
 # llama.cpp from source: several minutes on 2 cores, once; pip caches the wheel).
 
 PYTHON ?= python3
+# llama.cpp is built for this CPU (GGML_NATIVE), but without its AMX kernels: on a CPU that
+# reports AMX under a kernel or VM that does not give processes the AMX state, they crash
+# (SIGSEGV in ggml_backend_amx_mul_mat, seen on a Sapphire Rapids VM of this project's CI kind).
+AMX_OFF := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+export CFLAGS += $(AMX_OFF)
+export CXXFLAGS += $(AMX_OFF)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 RUN_STAMP := $(VENV)/.chinwag-run
