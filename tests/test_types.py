@@ -7,7 +7,9 @@ from chinwag.types import Done, Message, SamplingParams, TokenEvent, Usage, coll
 @pytest.mark.parametrize("field, value", [
     ("temperature", -0.1), ("top_p", 0.0), ("top_p", 1.5), ("min_p", -1.0), ("top_k", -1),
     ("max_tokens", 0), ("repeat_penalty", 0.0), ("seed", -5), ("temperature", float("nan")),
-    ("temperature", "hot"),
+    ("temperature", "hot"), ("presence_penalty", 2.5), ("frequency_penalty", -2.1),
+    ("presence_penalty", float("nan")), ("logit_bias", {5: 150.0}), ("logit_bias", {-1: 1.0}),
+    ("logit_bias", {"12": 1.0}), ("logprobs", 21), ("logprobs", -1), ("logprobs", True),
 ])
 def test_invalid_sampling_value_is_rejected_with_its_name(field: str, value: object) -> None:
     with pytest.raises(InvalidParams) as err:

@@ -62,12 +62,26 @@ from chinwag.errors import (
     UnknownModel,
     UnknownPersona,
     UnknownSource,
+    UpstreamIgnoredTools,
 )
 from chinwag.models import resolve_model
 from chinwag.prompting import Prompt, Speakers
 from chinwag.settings import Settings, load_settings
 from chinwag.store import Conversation, Store
-from chinwag.types import Choice, Done, Message, SamplingParams, TokenEvent, Usage, collect
+from chinwag.tools import Reply, Tool, ToolRequest
+from chinwag.types import (
+    Choice,
+    Done,
+    Message,
+    SamplingParams,
+    TokenEvent,
+    ToolArguments,
+    ToolCall,
+    ToolCallStart,
+    ToolDecision,
+    Usage,
+    collect,
+)
 
 if TYPE_CHECKING:
     from chinwag.backends.human import HumanBackend
@@ -141,6 +155,7 @@ __all__ = [
     "PersonaError",
     "Prompt",
     "RemoteError",
+    "Reply",
     "SamplingParams",
     "SchemaError",
     "ScriptedBackend",
@@ -152,10 +167,17 @@ __all__ = [
     "StoreError",
     "StoreVersionError",
     "TokenEvent",
+    "Tool",
+    "ToolArguments",
+    "ToolCall",
+    "ToolCallStart",
+    "ToolDecision",
+    "ToolRequest",
     "TransformersBackend",
     "UnknownModel",
     "UnknownPersona",
     "UnknownSource",
+    "UpstreamIgnoredTools",
     "Usage",
     "collect",
     "get_persona",

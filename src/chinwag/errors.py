@@ -22,6 +22,7 @@ server) translate these classes, and only these, into messages and status codes:
     ├── BackendError                the backend failed while generating
     │   ├── OutputInvalid           generated JSON that fails its schema after every attempt
     │   └── RemoteError             a remote LLM server failed (openai, http backends)
+    │       ├── UpstreamIgnoredTools  asked for a tool call, answered without one
     │       ├── BackendUnreachable  no answer: refused, DNS, timeout (after retries)
     │       ├── BackendRateLimited  429 on every attempt
     │       ├── BackendServerError  5xx on every attempt
@@ -132,15 +133,20 @@ class UnknownSource(ConfigError):
 
 
 class InvalidParams(ChinwagError):
-    """A sampling or request parameter outside its allowed range.
+    """A sampling or request parameter outside its allowed range, or one the model cannot
+    honour.
 
     Attributes:
         param: the parameter's name (``temperature``, ``top_p``, ...), or None.
+        code: OpenAI's error code for it (``invalid_value``; ``tools_not_supported``,
+            ``unsupported_tool_type``...).
     """
 
-    def __init__(self, message: str, *, param: str | None = None) -> None:
+    def __init__(self, message: str, *, param: str | None = None,
+                 code: str = "invalid_value") -> None:
         super().__init__(message)
         self.param = param
+        self.code = code
 
 
 class ModelError(ChinwagError):
@@ -234,6 +240,11 @@ class RemoteError(BackendError):
         self.url = url
         self.status = status
         self.attempts = attempts
+
+
+class UpstreamIgnoredTools(RemoteError):
+    """An upstream server asked for a tool call (``tool_choice`` ``required`` or a named
+    tool) answered without one (HTTP 502, code ``upstream_ignored_tools``)."""
 
 
 class BackendUnreachable(RemoteError):

@@ -16,15 +16,21 @@ from jsonschema.exceptions import best_match
 
 from chinwag.errors import SchemaError
 
+_FORMAT_CHECKER = jsonschema.FormatChecker()
+"""Checks ``format`` (an annotation unless asked for) for the formats jsonschema can check
+with what is installed; ``unenforceable`` refuses the others."""
+
 
 def check_json_schema(schema: dict[str, Any] | None) -> None:
-    """Check that ``schema`` (when given) is a valid JSON Schema.
+    """Check that ``schema`` (when given) is a valid JSON Schema that chinwag can honour
+    (``unenforceable`` finds nothing).
 
     Args:
         schema: a JSON Schema as a mapping, or None (nothing to check).
 
     Raises:
-        SchemaError: it is not valid (the message says where).
+        SchemaError: it is not valid, or uses what can be neither enforced nor checked (the
+            message says which keyword and where).
     """
     if schema is None:
         return
@@ -32,6 +38,9 @@ def check_json_schema(schema: dict[str, Any] | None) -> None:
         jsonschema.validators.validator_for(schema).check_schema(schema)
     except jsonschema.SchemaError as e:
         raise SchemaError(f"not a valid JSON Schema: {e.message}") from None
+    problem = unenforceable(schema)
+    if problem is not None:
+        raise SchemaError(f"this JSON Schema cannot be enforced: {problem}")
 
 
 def json_problem(text: str, schema: dict[str, Any] | None) -> str | None:
@@ -51,7 +60,9 @@ def json_problem(text: str, schema: dict[str, Any] | None) -> str | None:
         document = json.loads(text)
     except ValueError as e:
         return f"not JSON: {e}"
-    error = best_match(jsonschema.validators.validator_for(schema)(schema).iter_errors(document))
+    validator = jsonschema.validators.validator_for(schema)(schema,
+                                                            format_checker=_FORMAT_CHECKER)
+    error = best_match(validator.iter_errors(document))
     return None if error is None else error.message
 
 
@@ -75,6 +86,41 @@ def validate_json_text(text: str, schema: dict[str, Any] | None, *, source: str,
         more = f"; {hint}" if hint else ""
         raise SchemaError(f"{source} does not match the JSON Schema ({problem}){more}: "
                           f"{text[:200]!r}")
+
+
+def unenforceable(schema: dict[str, Any]) -> str | None:
+    """What in ``schema`` chinwag can neither enforce while generating nor check after: a
+    ``format`` that is neither in the grammar (``date``, ``time``, ``date-time``, ``uuid``) nor
+    checkable by ``jsonschema`` here, or a ``$ref`` outside the schema (it would be fetched).
+    Every other keyword is enforced by the grammar or checked by ``json_problem``.
+
+    Returns:
+        None, or the keyword and where (``"keyword 'format: email' at /properties/to"``).
+    """
+    def walk(node: Any, where: str) -> str | None:
+        if isinstance(node, list):
+            for i, item in enumerate(node):
+                found = walk(item, f"{where}/{i}")
+                if found:
+                    return found
+            return None
+        if not isinstance(node, dict):
+            return None
+        fmt = node.get("format")
+        if isinstance(fmt, str) and fmt not in _FORMATS and fmt not in _FORMAT_CHECKER.checkers:
+            return f"keyword 'format: {fmt}' at {where or '/'} (no checker for this format)"
+        ref = node.get("$ref")
+        if isinstance(ref, str) and not ref.startswith("#"):
+            return f"keyword '$ref: {ref}' at {where or '/'} (only references inside the " \
+                "schema are followed)"
+        for key, value in node.items():
+            if key not in ("enum", "const", "default", "examples"):
+                found = walk(value, f"{where}/{key}")
+                if found:
+                    return found
+        return None
+
+    return walk(schema, "")
 
 
 # -- what a grammar can enforce -------------------------------------------------------------------

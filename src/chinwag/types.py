@@ -13,9 +13,30 @@ from typing import Any, Literal
 
 from chinwag.errors import InvalidParams
 
-Role = Literal["system", "user", "assistant"]
-ROLES: tuple[str, ...] = ("system", "user", "assistant")
-FinishReason = Literal["stop", "length", "cancelled"]
+Role = Literal["system", "user", "assistant", "tool"]
+ROLES: tuple[str, ...] = ("system", "user", "assistant", "tool")
+FinishReason = Literal["stop", "length", "cancelled", "tool_calls"]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A call a model made to a tool (OpenAI's ``tool_calls`` item).
+
+    Attributes:
+        id: the call's id (``call_...``); a ``tool`` message answers it by this id.
+        name: the tool's name.
+        arguments: the arguments, as JSON text (OpenAI sends them as a string).
+    """
+
+    id: str
+    name: str
+    arguments: str
+
+    def as_openai(self) -> dict[str, Any]:
+        """OpenAI's shape: ``{"id", "type": "function", "function": {"name",
+        "arguments"}}``."""
+        return {"id": self.id, "type": "function",
+                "function": {"name": self.name, "arguments": self.arguments}}
 
 
 @dataclass(frozen=True)
@@ -23,17 +44,26 @@ class Message:
     """One message of a chat, in the OpenAI shape.
 
     Attributes:
-        role: ``system``, ``user`` or ``assistant``.
+        role: ``system``, ``user``, ``assistant`` or ``tool`` (a tool's result).
         content: the text.
+        tool_calls: the calls an assistant message made (``chinwag.tools``).
+        tool_call_id: for a ``tool`` message, the call it answers.
     """
 
     role: Role
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
             raise InvalidParams(f"role must be one of {', '.join(ROLES)}, not {self.role!r}",
                                 param="role")
+
+
+MAX_LOGPROBS = 20
+"""Most alternatives ``SamplingParams.logprobs`` may ask for (OpenAI's ``top_logprobs``
+limit; llama-server allows as many for ``/v1/completions``' ``logprobs``)."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +101,18 @@ class SamplingParams:
         "one (llama.cpp's server option of the same name, on by default there too). As "
         "llama.cpp warns, logits are not bit-identical across batch shapes, so with it the "
         "same seed may give a different text; turn it off for reproducible output."})
+    presence_penalty: float = field(default=0.0, metadata={
+        "description": "Subtracted once from the logit of each token seen in the last "
+        "repeat_last_n (OpenAI's presence_penalty, -2 to 2; 0 = off)."})
+    frequency_penalty: float = field(default=0.0, metadata={
+        "description": "Subtracted from a token's logit once per time it was seen in the last "
+        "repeat_last_n (OpenAI's frequency_penalty, -2 to 2; 0 = off)."})
+    logit_bias: dict[int, float] | None = field(default=None, metadata={
+        "description": "Token id -> bias added to its logit before sampling (OpenAI's "
+        "logit_bias, -100 to 100: -100 bans a token, 100 all but forces it)."})
+    logprobs: int | None = field(default=None, metadata={
+        "description": "Report each generated token's log-probability and its N most likely "
+        "alternatives (0 to 20); None = no log-probabilities."})
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str | list):
@@ -106,6 +148,26 @@ class SamplingParams:
             raise bad("stop", "must be non-empty strings")
         if self.json_schema is not None and not isinstance(self.json_schema, dict):
             raise bad("json_schema", "must be a JSON object")
+        self._check_openai_extras(bad)
+
+    def _check_openai_extras(self, bad: Any) -> None:
+        """The OpenAI fields' ranges, as OpenAI's API reference gives them (``logprobs`` up
+        to 20, as ``top_logprobs`` and llama-server allow)."""
+        for name in ("presence_penalty", "frequency_penalty"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool) \
+                    or not -2.0 <= value <= 2.0:
+                raise bad(name, "must be a number in [-2, 2]")
+        if self.logit_bias is not None and (not isinstance(self.logit_bias, dict) or any(
+                not isinstance(k, int) or isinstance(k, bool) or k < 0
+                or not isinstance(v, int | float) or isinstance(v, bool)
+                or not -100.0 <= v <= 100.0 for k, v in self.logit_bias.items())):
+            raise bad("logit_bias", "must map token ids (integers >= 0) to numbers in "
+                      "[-100, 100]")
+        if self.logprobs is not None and (not isinstance(self.logprobs, int)
+                                          or isinstance(self.logprobs, bool)
+                                          or not 0 <= self.logprobs <= MAX_LOGPROBS):
+            raise bad("logprobs", f"must be an integer in [0, {MAX_LOGPROBS}] or None")
 
     def with_(self, **changes: Any) -> SamplingParams:
         """Return a copy with some fields changed (validated again).
@@ -178,10 +240,46 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """A token's log-probability, in the shape of OpenAI's ``ChatCompletionTokenLogprob``
+    (``{"token", "logprob", "bytes", "top_logprobs"}``).
+
+    Attributes:
+        token: the token's text; a token whose bytes are not whole UTF-8 characters (a piece
+            of an emoji) gives what of it decodes (perhaps ""), as llama-server does.
+        logprob: natural-log probability of the token (<= 0), at least -9999.0 (OpenAI's
+            value for "very unlikely").
+        bytes: the token's UTF-8 bytes (what joins it to its neighbours' bytes).
+        top: the most likely tokens at this place, most likely first (each with no ``top``
+            of its own); empty when none were asked for.
+    """
+
+    token: str
+    logprob: float
+    bytes: tuple[int, ...] = ()
+    top: tuple[TokenLogprob, ...] = ()
+
+    def as_openai(self) -> dict[str, Any]:
+        """OpenAI's chat shape: ``{"token", "logprob", "bytes", "top_logprobs": [{"token",
+        "logprob", "bytes"}, ...]}``."""
+        return {"token": self.token, "logprob": self.logprob, "bytes": list(self.bytes),
+                "top_logprobs": [{"token": t.token, "logprob": t.logprob,
+                                  "bytes": list(t.bytes)} for t in self.top]}
+
+
+@dataclass(frozen=True)
 class TokenEvent:
-    """A piece of streamed text: one or more tokens, decoded to complete UTF-8 characters."""
+    """A piece of streamed text: one or more tokens, decoded to complete UTF-8 characters.
+
+    Attributes:
+        text: the text.
+        logprobs: when ``SamplingParams.logprobs`` asked for them, one record per token
+            whose text ends in this event, in order (a record may come with an event whose
+            text is "": a token of no text, or text a stop string held back).
+    """
 
     text: str
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -200,6 +298,45 @@ class Done:
 
 Event = TokenEvent | Done
 EventStream = Iterator[Event]
+
+
+@dataclass(frozen=True)
+class ToolDecision:
+    """What the model chose under ``tool_choice: "auto"``, first in a tool stream.
+
+    Attributes:
+        choice: ``reply`` (answer in text) or the name of the tool it will call.
+        scores: the natural-log likelihood of each option (``reply`` and each tool), as
+            ``LanguageBackend.choose`` scored them (0 and -inf when picked without scores).
+    """
+
+    choice: str
+    scores: dict[str, float]
+
+
+@dataclass(frozen=True)
+class ToolCallStart:
+    """A call begins: its id and the tool's name (its arguments follow as
+    ``ToolArguments``)."""
+
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class ToolArguments:
+    """A piece of the current call's arguments, JSON text; the pieces joined are the
+    arguments."""
+
+    text: str
+
+
+ToolEvent = ToolDecision | ToolCallStart | ToolArguments
+ChatEvent = TokenEvent | ToolEvent | Done
+ToolStream = Iterator[ChatEvent]
+"""A reply that may be a tool call: ``ToolDecision`` (``auto`` only), then either text
+(``TokenEvent``) or a call (``ToolCallStart`` and ``ToolArguments``), then ``Done`` (finish
+reason ``tool_calls`` after a whole call)."""
 
 
 @dataclass(frozen=True)

@@ -138,6 +138,25 @@ def test_json_schema_is_enforced_or_refused(backend: LanguageBackend) -> None:
             collect(backend.chat(ASK, params))
 
 
+def test_openais_sampling_fields_are_honoured_or_refused_by_name(
+        backend: LanguageBackend) -> None:
+    """``presence_penalty``, ``frequency_penalty``, ``logit_bias``, ``logprobs``: a backend
+    honours each (log-probabilities then come with the text) or refuses it by name before
+    generating (``refuse_unsupported``), never ignores it."""
+    for field, value in (("presence_penalty", 0.5), ("frequency_penalty", 0.5),
+                         ("logit_bias", {100: -1.0}), ("logprobs", 1)):
+        try:
+            events = list(backend.generate("Once upon a time", GREEDY.with_(
+                max_tokens=4, **{field: value})))
+        except InvalidParams as e:
+            assert (e.param, e.code) == (field, "unsupported_parameter")
+            continue
+        assert isinstance(events[-1], Done), field
+        if field == "logprobs":
+            records = [r for e in events if isinstance(e, TokenEvent) for r in e.logprobs]
+            assert records and all(len(r.top) <= 1 for r in records)
+
+
 def test_an_invalid_schema_is_a_schema_error(backend: LanguageBackend) -> None:
     with pytest.raises(SchemaError):
         collect(backend.generate("x", GREEDY.with_(json_schema={"type": 12})))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from chinwag.errors import (
     OutputInvalid,
     SchemaError,
 )
-from chinwag.types import Message, SamplingParams, TokenEvent, collect
+from chinwag.types import Message, SamplingParams, TokenEvent, TokenLogprob, collect
 
 pytestmark = pytest.mark.slow
 
@@ -246,3 +247,68 @@ def test_truncated_gguf_gives_model_load_error(tmp_path: Path, model_path: Path)
         bad.write_bytes(f.read(100_000))
     with pytest.raises(ModelLoadError, match="could not load"):
         LlamaCppBackend(bad)
+
+
+# -- OpenAI's logprobs and logit_bias ------------------------------------------------------------
+
+def records_of(events: list[Any]) -> list[TokenLogprob]:
+    return [r for e in events if isinstance(e, TokenEvent) for r in e.logprobs]
+
+
+def test_greedy_tokens_logprobs_are_the_best_of_their_alternatives(llama: Any) -> None:
+    """Greedy without a penalty takes the likeliest token: its log-probability is the first
+    of its alternatives, which are sorted; one record per generated token, whose bytes make
+    the text."""
+    events = list(llama.generate("The capital of France is",
+                                 GREEDY.with_(max_tokens=12, logprobs=3)))
+    records = records_of(events)
+    text, done = collect(iter(events))
+    assert len(records) == done.usage.completion_tokens == 12
+    for r in records:
+        alternatives = [t.logprob for t in r.top]
+        assert len(alternatives) == 3 and alternatives == sorted(alternatives, reverse=True)
+        assert (r.token, r.logprob) == (r.top[0].token, r.top[0].logprob) and r.logprob < 0
+    assert bytes(b for r in records for b in r.bytes).decode() == text
+
+
+def test_no_logprobs_unless_asked(llama: Any) -> None:
+    assert not records_of(list(llama.generate("The capital of France is", GREEDY)))
+
+
+def test_logit_bias_against_the_greedy_first_token_changes_it(llama: Any) -> None:
+    """-100 on the token greedy choice starts with: another comes first; the record still
+    reports the model's own distribution, where the banned token is the likeliest."""
+    prompt = "The capital of France is"
+    first = records_of(list(llama.generate(prompt, GREEDY.with_(max_tokens=2, logprobs=1))))[0]
+    banned = llama.tokenize(first.token)[-1]  # after the BOS token
+    events = list(llama.generate(prompt, GREEDY.with_(max_tokens=2, logprobs=1,
+                                                      logit_bias={banned: -100.0})))
+    now = records_of(events)[0]
+    assert now.token != first.token
+    assert now.top[0].token == first.token and now.logprob < first.logprob
+
+
+def test_a_stop_string_drops_the_records_of_the_tokens_it_cut(llama: Any) -> None:
+    prompt = "1, 2, 3, 4,"
+    events = list(llama.generate(prompt, GREEDY.with_(stop=(" 7",), logprobs=0)))
+    text, done = collect(iter(events))
+    records = records_of(events)
+    assert done.finish_reason == "stop" and " 7" not in text
+    assert "".join(r.token for r in records) == text  # each token before the stop, once
+    assert len(records) < done.usage.completion_tokens
+
+
+@pytest.mark.parametrize("schema", [
+    SCHEMAS[0],  # enforced by the grammar: streamed and checked after
+    {"type": "object", "properties": {"n": {"type": "integer", "minimum": 0}},
+     "required": ["n"]},  # not wholly enforced: held back, checked, one event
+], ids=["grammar", "checked"])
+def test_json_schema_answers_carry_their_tokens_records(llama: Any,
+                                                        schema: dict[str, Any]) -> None:
+    events = list(llama.generate("A person as JSON:", GREEDY.with_(
+        max_tokens=60, json_schema=schema, logprobs=1)))
+    text, done = collect(iter(events))
+    records = records_of(events)
+    jsonschema.validate(json.loads(text), schema)
+    assert len(records) == done.usage.completion_tokens
+    assert bytes(b for r in records for b in r.bytes).decode() == text

@@ -64,6 +64,21 @@ def test_chat_goes_to_chat_completions_and_streams(remote: Any) -> None:
     assert backend.info().chat_format == "server"
 
 
+def test_a_servers_chat_logprobs_come_back_on_the_text(remote: Any) -> None:
+    """Both servers stream chat log-probabilities with the text: the alternatives asked for,
+    most likely first (the token sampled is never likelier than the first)."""
+    backend = backend_for(remote.url)
+    chat = [Message("system", "You are terse."), Message("user", "Say hello to Bob.")]
+    events = list(backend.chat(chat, GREEDY.with_(max_tokens=6, logprobs=2)))
+    records = [r for e in events if isinstance(e, TokenEvent) for r in e.logprobs]
+    _, done = collect(iter(events))
+    assert records and len(records) <= done.usage.completion_tokens
+    for r in records:
+        alternatives = [t.logprob for t in r.top]
+        assert len(alternatives) == 2 and alternatives == sorted(alternatives, reverse=True)
+        assert r.logprob <= alternatives[0] + 1e-6
+
+
 def test_stop_strings_end_the_reply_and_are_not_sent(remote: Any) -> None:
     backend = backend_for(remote.url)
     free, _ = collect(backend.generate("One, two, three, four, five, six,", GREEDY))

@@ -13,7 +13,13 @@ import pytest
 
 from chinwag.backends.config import load_llm_config
 from chinwag.backends.raw_http import BodyTemplate, HttpBackend, dig
-from chinwag.errors import BackendServerError, ConfigError, ContextOverflow, SchemaError
+from chinwag.errors import (
+    BackendServerError,
+    ConfigError,
+    ContextOverflow,
+    InvalidParams,
+    SchemaError,
+)
 from chinwag.settings import Settings
 from chinwag.types import SamplingParams, collect
 
@@ -68,6 +74,27 @@ def test_the_body_sent_is_the_template_with_the_prompt() -> None:
     text, done = collect(backend.generate("Hi", GREEDY.with_(stop=("\nUser:",))))
     assert seen == [{"params": {"n": 12}, "input": {"prompt": "Hi"}}]
     assert text == "Hello there" and done.finish_reason == "stop"  # stop applied here too
+
+
+def test_openais_sampling_fields_are_sent_if_the_template_names_them_else_refused() -> None:
+    """presence_penalty goes out where the body names it; logit_bias, named nowhere, is
+    refused by name (never dropped silently), as is logprobs (a whole text has none)."""
+    seen: list[Any] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(request.content))
+        return httpx.Response(200, json={"results": [{"text": "Hi"}]})
+
+    backend = HttpBackend("http://svc.test", "/gen", model_id="svc",
+                          body={"presence": "{{ presence_penalty }}"},
+                          transport=httpx.MockTransport(handler))
+    collect(backend.generate("Hi", GREEDY.with_(presence_penalty=0.5)))
+    assert seen[0]["presence"] == 0.5
+    for field, value in (("logit_bias", {3: -100.0}), ("logprobs", 1)):
+        with pytest.raises(InvalidParams) as err:
+            backend.generate("Hi", GREEDY.with_(**{field: value}))
+        assert err.value.param == field and "svc" in str(err.value)
+    assert len(seen) == 1
 
 
 def example(name: str, host: str) -> HttpBackend:

@@ -103,6 +103,28 @@ def test_stop_string_ends_generation_and_is_not_included(hf: TransformersBackend
     assert done.finish_reason == "stop" and done.usage.completion_tokens < 40
 
 
+def test_logit_bias_and_openais_penalties_follow_llama_cpps_arithmetic() -> None:
+    """Bias first, then over the window (1, 2, 2; token 3 has left it): the repeat penalty,
+    then count * frequency + presence subtracted, as llama.cpp's penalties sampler."""
+    from chinwag.backends.transformers import sample_token
+
+    logits = torch.tensor([1.0, 4.0, -3.0, 5.0])
+    params = SamplingParams(temperature=0, repeat_penalty=2.0, repeat_last_n=3,
+                            frequency_penalty=0.5, presence_penalty=0.25,
+                            logit_bias={3: -100.0, 0: -0.5})
+    assert sample_token(logits, params, [3, 1, 2, 2], torch.Generator()) == 1
+    assert logits.tolist() == [1.0 - 0.5, 4.0 / 2 - 0.75, -3.0 * 2 - 1.25, 5.0 - 100.0]
+    with pytest.raises(InvalidParams) as err:
+        sample_token(torch.zeros(4), params.with_(logit_bias={4: 1.0}), [], torch.Generator())
+    assert err.value.param == "logit_bias"
+
+
+def test_logprobs_are_refused_by_name(hf: TransformersBackend) -> None:
+    with pytest.raises(InvalidParams) as err:
+        hf.generate(PROMPT, GREEDY.with_(logprobs=1))
+    assert err.value.param == "logprobs"
+
+
 def test_max_tokens_gives_length(hf: TransformersBackend) -> None:
     _, done = collect(hf.generate(PROMPT, GREEDY.with_(max_tokens=3)))
     assert done.finish_reason == "length" and done.usage.completion_tokens == 3

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from chinwag.backends.scripted import ScriptedBackend
-from chinwag.chat.fitting import fit_messages
+from chinwag.chat.fitting import fit_messages, tidy_reply
 from chinwag.errors import ContextOverflow
 from chinwag.prompting.base import Speakers
-from chinwag.types import Message
+from chinwag.types import Done, Message, TokenEvent, TokenLogprob, Usage
 
 SPEAKERS = Speakers(assistant="Bot", user="User")
 
@@ -87,3 +87,15 @@ def test_when_nothing_but_the_last_message_fits_the_reply_gets_what_is_left() ->
     backend = ScriptedBackend(context_length=40)
     fitted = fit(backend, [*history(5), Message("user", "word " * 20)], reserve=30)
     assert fitted.dropped == 10 and fitted.prompt_tokens < 40
+
+
+def test_trimming_the_reply_keeps_every_tokens_log_probability() -> None:
+    """Stripped and held-back whitespace loses its text, not its tokens' records: each record
+    is passed on once, in order (an event of no text carries a dropped token's)."""
+    pieces = [" ", "Hello", " ", "there", "  "]
+    events = [TokenEvent(p, (TokenLogprob(p, -float(i)),)) for i, p in enumerate(pieces)]
+    out = list(tidy_reply([*events, Done("stop", Usage(1, 5))]))
+    assert "".join(e.text for e in out if isinstance(e, TokenEvent)) == "Hello there"
+    assert [r.logprob for e in out if isinstance(e, TokenEvent) for r in e.logprobs] == [
+        0.0, -1.0, -2.0, -3.0, -4.0]
+    assert isinstance(out[-1], Done)

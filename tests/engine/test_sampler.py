@@ -1,7 +1,10 @@
-"""Grammars made from JSON Schemas; the repetition penalty and top-k against llama.cpp's own
-samplers."""
+"""Grammars made from JSON Schemas; the repetition penalty (OpenAI's presence and frequency
+penalties with it), the logit bias and top-k against llama.cpp's own samplers; the
+log-probabilities reported."""
 
 from __future__ import annotations
+
+import ctypes
 
 import llama_cpp
 import numpy as np
@@ -9,7 +12,7 @@ import pytest
 
 from chinwag.engine import LlamaModel
 from chinwag.engine.sampler import RepeatPenalty, Sampler, TopK, grammar_for_schema
-from chinwag.errors import SchemaError
+from chinwag.errors import InvalidParams, SchemaError
 from chinwag.types import SamplingParams
 
 
@@ -86,8 +89,13 @@ def llama_chain(model: LlamaModel, params: SamplingParams, prompt: list[int]) ->
     the prompt (as llama-server does)."""
     chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
     add = llama_cpp.llama_sampler_chain_add
+    if params.logit_bias:  # first in common/sampling.cpp's chain
+        bias = (llama_cpp.llama_logit_bias * len(params.logit_bias))(
+            *(llama_cpp.llama_logit_bias(t, b) for t, b in params.logit_bias.items()))
+        add(chain, llama_cpp.llama_sampler_init_logit_bias(model.n_vocab, len(bias), bias))
     add(chain, llama_cpp.llama_sampler_init_penalties(
-        model.n_vocab, params.repeat_last_n, params.repeat_penalty, 0.0, 0.0))
+        model.n_vocab, params.repeat_last_n, params.repeat_penalty, params.frequency_penalty,
+        params.presence_penalty))
     if params.temperature <= 0:
         add(chain, llama_cpp.llama_sampler_init_greedy())
     else:
@@ -145,3 +153,127 @@ def test_seeded_sampling_matches_llama_cpps_chain(model: LlamaModel) -> None:
     mine, theirs = side_by_side(model, params, "Once upon a time, in a small village,")
     assert mine == theirs
     assert len(set(theirs)) > 10  # a real draw, not a loop on one token
+
+
+# -- OpenAI's presence and frequency penalties, logit bias and log-probabilities ------------------
+
+@pytest.mark.slow
+def test_presence_and_frequency_penalties_match_llama_cpps_penalties_sampler(
+        model: LlamaModel) -> None:
+    """Without a repeat penalty, OpenAI's two penalties alone still build the penalty, with
+    llama.cpp's arithmetic: token for token what its penalties sampler chooses."""
+    text = "one two one two one two one two one two one two"
+    params = SamplingParams(temperature=0, repeat_penalty=1.0, repeat_last_n=16,
+                            presence_penalty=1.5, frequency_penalty=1.0)
+    mine, theirs = side_by_side(model, params, text, n=24)
+    assert mine == theirs
+    plain, _ = side_by_side(model, params.with_(presence_penalty=0.0, frequency_penalty=0.0),
+                            text, n=24)
+    assert plain != mine  # the penalties changed the text: this test can tell
+
+
+@pytest.mark.slow
+def test_logit_bias_matches_llama_cpps_logit_bias_sampler(model: LlamaModel) -> None:
+    """Seeded sampling with some tokens banned and one favoured: what llama.cpp's chain, with
+    its logit-bias sampler first, draws."""
+    text = "Once upon a time, in a small village,"
+    plain, _ = side_by_side(model, SamplingParams(temperature=0, repeat_penalty=1.0), text,
+                            n=8)
+    bias = {plain[0]: -100.0, plain[1]: -100.0, model.tokenize(" dragon")[-1]: 4.0}
+    params = SamplingParams(temperature=0.9, seed=7, logit_bias=bias)
+    mine, theirs = side_by_side(model, params, text, n=24)
+    assert mine == theirs
+    assert plain[0] not in mine and plain[1] not in mine
+
+
+def saved_row(model: LlamaModel, text: str) -> tuple[Reference, np.ndarray, np.ndarray]:
+    """A context after ``text``; its logits row (edited in place by samplers) and a copy."""
+    ref = Reference(model, model.tokenize(text))
+    row = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ref.ctx, ref.index),
+                                shape=(model.n_vocab,))
+    return ref, row, row.copy()
+
+
+def greedy_with(model: LlamaModel, **changes: object) -> Sampler:
+    return Sampler(model.vocab, model.n_vocab,
+                   SamplingParams(temperature=0, repeat_penalty=1.0).with_(**changes))
+
+
+@pytest.mark.slow
+def test_bias_of_minus_100_bans_a_token_and_plus_100_forces_one(model: LlamaModel) -> None:
+    ref, row, raw = saved_row(model, "The capital of France is")
+    try:
+        best = int(raw.argmax())
+        banana = model.tokenize(" banana")[-1]
+        assert greedy_with(model).sample(ref.ctx, ref.index) == best
+        row[:] = raw
+        assert greedy_with(model, logit_bias={best: -100.0}).sample(
+            ref.ctx, ref.index) != best
+        row[:] = raw
+        assert greedy_with(model, logit_bias={banana: 100.0}).sample(
+            ref.ctx, ref.index) == banana
+    finally:
+        ref.close()
+
+
+@pytest.mark.slow
+def test_logprobs_are_the_models_distribution_before_bias_and_penalty(
+        model: LlamaModel) -> None:
+    """As llama-server reports by default: the softmax of the raw row, whatever the bias and
+    penalty then did to it; the top alternatives most likely first."""
+    ref, _, raw = saved_row(model, "one two one two one two")
+    try:
+        best = int(raw.argmax())
+        sampler = Sampler(model.vocab, model.n_vocab, SamplingParams(
+            temperature=0, repeat_penalty=1.3, logit_bias={best: -100.0}, logprobs=3),
+            history=model.tokenize("one two one two one two"))
+        token = sampler.sample(ref.ctx, ref.index)
+        record = sampler.logprob
+        wide = raw.astype(np.float64)
+        expected = wide - wide.max() - np.log(np.exp(wide - wide.max()).sum())
+        assert record is not None and record.token == token != best
+        assert record.logprob == pytest.approx(expected[token], abs=1e-6)
+        assert [t for t, _ in record.top] == np.argsort(-raw, kind="stable")[:3].tolist()
+        assert [lp for _, lp in record.top] == pytest.approx(
+            expected[np.argsort(-raw, kind="stable")[:3]].tolist(), abs=1e-6)
+        assert record.top[0][0] == best  # banned from sampling, still the likeliest
+        sampler.close()
+    finally:
+        ref.close()
+
+
+class FakeLogits:
+    """Stands in for a context: counts who reads the logits row, and lets llama.cpp's chain
+    "pick" token 7 without a model."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, n_vocab: int) -> None:
+        self.row = (ctypes.c_float * n_vocab)()
+        self.reads = 0
+        monkeypatch.setattr(llama_cpp, "llama_get_logits_ith", self._logits)
+        monkeypatch.setattr(llama_cpp, "llama_sampler_sample", lambda chain, ctx, i: 7)
+
+    def _logits(self, ctx: object, index: int) -> object:
+        self.reads += 1
+        return ctypes.cast(self.row, ctypes.POINTER(ctypes.c_float))
+
+
+def test_unused_penalties_bias_and_logprobs_cost_nothing(monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    """With none of them (top-k off, so llama.cpp's chain samples), the row is not even
+    read; a bias edits only its tokens, in the row, and takes the row path."""
+    fake = FakeLogits(monkeypatch, 100)
+    plain = SamplingParams(top_k=0, repeat_penalty=1.0)
+    assert Sampler(None, 100, plain).sample(None, 0) == 7 and fake.reads == 0
+    biased = Sampler(None, 100, plain.with_(logit_bias={3: -100.0, 9: 2.5}))
+    assert biased.sample(None, 0) == 7 and fake.reads == 1
+    assert [i for i, v in enumerate(fake.row) if v] == [3, 9]
+    assert (fake.row[3], fake.row[9]) == (-100.0, 2.5)
+    for changes in ({"presence_penalty": 0.5}, {"frequency_penalty": -0.5}, {"logprobs": 0}):
+        Sampler(None, 100, plain.with_(**changes)).sample(None, 0)
+    assert fake.reads == 4
+
+
+def test_a_bias_outside_the_vocabulary_is_refused() -> None:
+    with pytest.raises(InvalidParams) as err:
+        Sampler(None, 100, SamplingParams(logit_bias={100: 1.0}))
+    assert err.value.param == "logit_bias"

@@ -157,3 +157,40 @@ def test_a_returning_history_reports_cached_tokens(client: openai.OpenAI) -> Non
     assert first.usage is not None
     assert cached >= first.usage.prompt_tokens - 1, (cached, first.usage.prompt_tokens)
     assert cached < second.usage.prompt_tokens
+
+
+def test_logprobs_through_the_openai_client(client: openai.OpenAI) -> None:
+    """The client parses chat's ``logprobs.content`` and completions' legacy ``logprobs``,
+    streamed or not; greedy without a penalty takes each token's likeliest alternative."""
+    reply = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Name a colour."}], max_tokens=8,
+        temperature=0, logprobs=True, top_logprobs=2, presence_penalty=0.0,
+        extra_body={"repeat_penalty": 1.0})
+    content = reply.choices[0].logprobs.content  # type: ignore[union-attr]
+    assert content and all(len(c.top_logprobs) == 2 for c in content)
+    assert all(c.logprob == c.top_logprobs[0].logprob for c in content)
+    completion = client.completions.create(model=MODEL, prompt="The capital of France is",
+                                           max_tokens=6, temperature=0, logprobs=2,
+                                           extra_body={"repeat_penalty": 1.0})
+    lp = completion.choices[0].logprobs
+    assert lp is not None and lp.tokens and completion.usage is not None
+    assert len(lp.tokens) == completion.usage.completion_tokens == 6
+    assert "".join(lp.tokens) == completion.choices[0].text
+    streamed = [c.choices[0].logprobs for c in client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Name a colour."}], max_tokens=8,
+        temperature=0, logprobs=True, stream=True, extra_body={"repeat_penalty": 1.0})
+        if c.choices and c.choices[0].delta.content]
+    assert [t.token for s in streamed for t in s.content] == [  # type: ignore[union-attr]
+        c.token for c in content]
+
+
+def test_logit_bias_bans_the_greedy_first_token(client: openai.OpenAI, server: Any) -> None:
+    first = client.completions.create(model=MODEL, prompt="The capital of France is",
+                                      max_tokens=1, temperature=0, logprobs=0)
+    token = first.choices[0].logprobs.tokens[0]  # type: ignore[union-attr,index]
+    tokenized = httpx.post(f"{server.url}/tokenize", json={"content": token},
+                           timeout=30).json()["tokens"]
+    banned = client.completions.create(model=MODEL, prompt="The capital of France is",
+                                       max_tokens=1, temperature=0,
+                                       logit_bias={str(tokenized[-1]): -100})
+    assert banned.choices[0].text and banned.choices[0].text != first.choices[0].text

@@ -7,7 +7,8 @@ constrain output to a JSON Schema (``SamplingParams.json_schema``).
 Every backend is two classes: a ``LanguageBackend`` subclass, and a ``BackendConfig`` subclass
 (the fields of its LLM config file, see ``chinwag.backends.config``) whose ``build`` makes it.
 What every backend does the same way lives here once: the option check and the ``Choice`` of
-``choose``, the chat format a persona gets (``format_for``), the 4-characters-a-token estimate,
+``choose``, the refusal of sampling fields a backend cannot honour (``refuse_unsupported``),
+the chat format a persona gets (``format_for``), the 4-characters-a-token estimate,
 closing by ``with``.
 """
 
@@ -15,22 +16,27 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from chinwag.errors import InvalidParams
+from chinwag.backends.tool_calls import constrained_tool_stream
+from chinwag.errors import BackendError, InvalidParams
 from chinwag.prompting import MODEL_TEMPLATE_NAME, resolve_chat_format
 from chinwag.prompting.base import ChatFormat, Prompt, Speakers, reply_params
-from chinwag.types import Choice, EventStream, Message, SamplingParams
+from chinwag.prompting.tools import with_tools
+from chinwag.tools import Reply, ReplyCollector, ToolRequest
+from chinwag.types import Choice, EventStream, Message, SamplingParams, ToolStream
 
 if TYPE_CHECKING:
     from chinwag.models import Progress
     from chinwag.settings import Settings
+
+ToolSupport = Literal["none", "constrained", "upstream"]
 
 CHARS_PER_TOKEN = 4
 """Characters a token, for backends that cannot count tokens (OpenAI's rule of thumb for
@@ -50,6 +56,32 @@ def check_options(options: Sequence[str]) -> None:
     """
     if not options or any(not o for o in options):
         raise InvalidParams("options must be non-empty strings", param="options")
+
+
+OPTIONAL_PARAMS = ("presence_penalty", "frequency_penalty", "logit_bias", "logprobs")
+"""The sampling fields (OpenAI's) that not every backend can honour: each backend honours
+them or refuses them with ``refuse_unsupported``, never ignores them."""
+
+_DEFAULTS = SamplingParams()
+
+
+def refuse_unsupported(params: SamplingParams, supported: Collection[str], llm: str) -> None:
+    """The one check of the ``OPTIONAL_PARAMS`` a backend does not honour.
+
+    Args:
+        params: the request's sampling settings.
+        supported: the names of ``OPTIONAL_PARAMS`` the backend honours.
+        llm: the LLM's name, for the message.
+
+    Raises:
+        InvalidParams: a field not in ``supported`` set to other than its default
+            (``param`` the field, code ``unsupported_parameter``, as OpenAI answers for a
+            model that does not take a parameter).
+    """
+    for name in OPTIONAL_PARAMS:
+        if name not in supported and getattr(params, name) != getattr(_DEFAULTS, name):
+            raise InvalidParams(f"{name} is not supported by the LLM {llm!r} (its backend "
+                                "cannot honour it)", param=name, code="unsupported_parameter")
 
 
 def scored_choice(options: Sequence[str], scores: Sequence[float]) -> Choice:
@@ -115,11 +147,15 @@ class Capabilities:
         json_schema: enforces ``SamplingParams.json_schema`` during generation.
         choose: scores options by log-likelihood.
         exact_token_count: ``count_tokens`` uses the model's own tokenizer (not an estimate).
+        tools: how it calls tools (``generate_tools``): ``constrained`` (chinwag decides by
+            ``choose`` and writes the call under a grammar: ``backends.tool_calls``),
+            ``upstream`` (the server behind it does: the tools are passed on), ``none``.
     """
 
     json_schema: bool = False
     choose: bool = False
     exact_token_count: bool = False
+    tools: ToolSupport = "none"
 
 
 @dataclass(frozen=True)
@@ -280,6 +316,61 @@ class LanguageBackend(ABC):
         ``prompt.messages`` instead. Raises what ``generate`` raises.
         """
         return self.generate(prompt.text, params)
+
+    def generate_tools(self, prompt: Prompt, params: SamplingParams,
+                       tools: ToolRequest) -> ToolStream:
+        """Stream the reply to a rendered chat that offers ``tools``: text, or one call.
+
+        ``prompt`` was rendered with the tools (``chat.turn.build_turn``). By
+        ``capabilities.tools``: ``constrained`` backends decide by ``choose`` and write the
+        call under the grammar of the tools' schemas (``backends.tool_calls``); ``upstream``
+        ones override this to pass the tools to their server.
+
+        Raises:
+            InvalidParams: the backend cannot call tools (code ``tools_not_supported``, naming
+                the LLM).
+            OutputInvalid: the call's arguments fail their schema on every attempt.
+            ContextOverflow, SchemaError, BackendError: as ``generate``.
+        """
+        if self.capabilities.tools == "none":
+            raise InvalidParams(f"the LLM {self.info().name!r} cannot call tools (its backend "
+                                "can neither constrain its output nor pass tools on)",
+                                param="tools", code="tools_not_supported")
+        return constrained_tool_stream(self, prompt, params, tools)
+
+    def chat_tools(self, messages: Sequence[Message], tools: ToolRequest,
+                   params: SamplingParams | None = None, *,
+                   speakers: Speakers = Speakers(), chat_format: ChatFormat | None = None
+                   ) -> Reply:
+        """The whole answer to ``messages`` when ``tools`` are offered: text, or a call
+        (``Reply.call``, its arguments valid by the tool's schema), with ``auto``'s decision
+        and scores; for agent code that wants a structured call without HTTP. ``params``
+        default to ``SamplingParams()``.
+
+        The tools and tool messages are rendered by ``prompting.tools.with_tools`` (the
+        model's template when it shows tools, else a plain block in the system prompt); the
+        text is stripped of surrounding whitespace.
+
+        Raises:
+            What ``generate_tools`` raises, and ``FormatError``.
+        """
+        fmt = chat_format or self.chat_format
+        preamble, kept, fmt = with_tools(fmt, [], messages, tools,
+                                         upstream=self.capabilities.tools == "upstream")
+        prompt = self.render([*preamble, *kept], speakers, fmt)
+        stream = self.generate_tools(prompt, reply_params(prompt, params or SamplingParams()),
+                                     tools)
+        collector = ReplyCollector()
+        try:
+            for event in stream:
+                reply = collector.add(event)
+                if reply is not None:
+                    return replace(reply, text=reply.text.strip())
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+        raise BackendError("the stream ended without a Done event")
 
     def chat(self, messages: Sequence[Message], params: SamplingParams,
              *, speakers: Speakers = Speakers(), chat_format: ChatFormat | None = None

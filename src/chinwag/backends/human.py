@@ -23,6 +23,7 @@ from chinwag.backends.base import (
     ModelInfo,
     estimate_tokens,
     picked_choice,
+    refuse_unsupported,
 )
 from chinwag.backends.stops import StopScanner
 from chinwag.errors import Cancelled, ContextOverflow, InvalidParams
@@ -67,9 +68,12 @@ class HumanBackend(LanguageBackend):
         ContextOverflow: the prompt's estimated tokens do not fit in ``context_length``.
         Cancelled: the input ended (Ctrl-D) before a reply.
         SchemaError: the schema is invalid, or the reply broke it ``ATTEMPTS`` times.
+        InvalidParams: ``presence_penalty``, ``frequency_penalty``, ``logit_bias`` or
+            ``logprobs`` set (a person has no logits; ``base.refuse_unsupported``).
     """
 
-    capabilities = Capabilities(json_schema=True, choose=False, exact_token_count=False)
+    capabilities = Capabilities(json_schema=True, choose=False, exact_token_count=False,
+                                tools="constrained")
 
     def __init__(self, *, input: TextIO | None = None, output: TextIO | None = None,
                  context_length: int = CONTEXT_LENGTH, chat_format: str | None = None,
@@ -112,6 +116,7 @@ class HumanBackend(LanguageBackend):
         return fresh
 
     def generate(self, prompt: str, params: SamplingParams) -> EventStream:
+        refuse_unsupported(params, (), self.name)  # a person has no logits to bias or report
         check_json_schema(params.json_schema)
         prompt_tokens = self.count_tokens(prompt)
         if prompt_tokens >= self._context_length:

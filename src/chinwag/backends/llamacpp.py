@@ -21,19 +21,29 @@ from chinwag.backends.base import (
     ModelInfo,
     continuation_choice,
 )
-from chinwag.backends.stops import StopScanner
+from chinwag.backends.stops import StopEvents
 from chinwag.cancellation import in_background, on_cancel
 from chinwag.errors import ChinwagError, OutputInvalid
 from chinwag.json_schema import for_grammar, json_problem
 from chinwag.models import packaged_file, resolve_model
 from chinwag.prompting import Speakers
-from chinwag.types import Choice, Done, EventStream, Message, SamplingParams, TokenEvent, Usage
+from chinwag.types import (
+    Choice,
+    Done,
+    EventStream,
+    Message,
+    SamplingParams,
+    TokenEvent,
+    TokenLogprob,
+    Usage,
+)
 
 SCHEMA_ATTEMPTS = 3
 """Most generations of one request whose JSON Schema the grammar cannot wholly enforce."""
 
 if TYPE_CHECKING:
     from chinwag.engine import Generation
+    from chinwag.engine.sampler import SampledLogprob
     from chinwag.models import Progress
     from chinwag.settings import Settings
 
@@ -138,7 +148,8 @@ class LlamaCppBackend(LanguageBackend):
         BackendError: llama.cpp could not create a context (e.g. out of memory).
     """
 
-    capabilities = Capabilities(json_schema=True, choose=True, exact_token_count=True)
+    capabilities = Capabilities(json_schema=True, choose=True, exact_token_count=True,
+                                tools="constrained")
 
     def __init__(self, model_path: Path | str, *, n_ctx: int = 4096, n_batch: int = 512,
                  n_threads: int | None = None, n_gpu_layers: int | Literal["auto"] = "auto",
@@ -208,6 +219,11 @@ class LlamaCppBackend(LanguageBackend):
         ``OutputInvalid`` with the text. A text cut by ``max_tokens`` comes back as it is
         (finish reason ``length``).
 
+        With ``params.logprobs`` set, each ``TokenEvent`` carries the ``TokenLogprob`` of the
+        tokens whose text ends in it (``stops.StopEvents``; the model's raw distribution,
+        see ``engine.sampler``); tokens cut by a stop string have none, and a JSON Schema's
+        held-back text carries those of its accepted attempt only.
+
         Raises:
             ContextOverflow, InvalidParams, SchemaError: see ``Engine.submit``,
                 ``grammar_for_schema``.
@@ -240,9 +256,11 @@ class LlamaCppBackend(LanguageBackend):
                 max_tokens=params.max_tokens - used,
                 seed=None if params.seed is None else params.seed + attempt), grammar)
             text, done = "", None
+            records: list[TokenLogprob] = []
             for event in stream:
                 if isinstance(event, TokenEvent):
                     text += event.text
+                    records += event.logprobs
                 else:
                     done = event
             assert done is not None
@@ -250,8 +268,8 @@ class LlamaCppBackend(LanguageBackend):
             usage = Usage(done.usage.prompt_tokens, used, done.usage.cached_tokens)
             problem = None if done.finish_reason == "length" else json_problem(text, schema)
             if problem is None:
-                if text:
-                    yield TokenEvent(text)
+                if text or records:
+                    yield TokenEvent(text, tuple(records))  # the accepted attempt's records
                 yield Done(done.finish_reason, usage)
                 return
             if used >= params.max_tokens:
@@ -263,23 +281,36 @@ class LlamaCppBackend(LanguageBackend):
     def _stream(self, gen: Generation,
                 stop: Sequence[str]) -> Generator[TokenEvent | Done, None, None]:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        scanner = StopScanner(stop)
+        scanner = StopEvents(stop)
         piece = self.model.piece
         tokens = self.engine.run(gen)
         try:
-            for token in tokens:
-                text = scanner.feed(decoder.decode(piece(token)))
-                if text:
-                    yield TokenEvent(text)
+            for n, token in enumerate(tokens):
+                records = (self._token_logprob(gen.logprobs[n]),) if gen.logprobs else ()
+                event = scanner.feed(decoder.decode(piece(token)), records)
+                if event is not None:
+                    yield event
                 if scanner.stopped:
                     break
-            tail = scanner.feed(decoder.decode(b"", final=True)) + scanner.flush()
-            if tail:
-                yield TokenEvent(tail)
+            tail = scanner.finish(decoder.decode(b"", final=True))
+            if tail is not None:
+                yield tail
         finally:
             tokens.close()
         reason = "stop" if scanner.stopped else gen.finish_reason or "stop"
         yield Done(reason, Usage(len(gen.prompt), gen.n_generated, gen.n_cached))
+
+    def _token_logprob(self, sampled: SampledLogprob) -> TokenLogprob:
+        """The engine's record with the tokens' text and bytes (``TokenLogprob``): the text
+        is what of the bytes decodes as whole UTF-8 characters, as llama-server's
+        ``validate_utf8`` leaves it."""
+        def record(token: int, logprob: float,
+                   top: tuple[TokenLogprob, ...] = ()) -> TokenLogprob:
+            raw = self.model.piece(token)
+            return TokenLogprob(raw.decode("utf-8", errors="ignore"), logprob, tuple(raw), top)
+
+        return record(sampled.token, sampled.logprob,
+                      tuple(record(t, logprob) for t, logprob in sampled.top))
 
     def _choose(self, messages: Sequence[Message], options: Sequence[str],
                 speakers: Speakers) -> Choice:

@@ -10,6 +10,10 @@ llama.cpp's server, text-generation-webui, chinwag itself).
 - JSON Schema goes as ``response_format: {"type": "json_schema", ...}``. Not every server
   enforces it on ``/completions``, so the finished text is validated here as well, and a
   server that ignored the schema raises ``SchemaError`` instead of passing bad JSON on.
+- ``presence_penalty``, ``frequency_penalty`` and ``logit_bias`` are passed on as they are;
+  ``logprobs`` as ``logprobs``/``top_logprobs`` (chat) or ``logprobs: N`` (completions), the
+  server's records read back from either shape onto the text events (none when it sends
+  none).
 - ``choose`` scores options by log-likelihood when the server gives prompt log-probabilities
   (``/completions`` with ``echo`` and ``logprobs``: OpenAI's legacy models, vLLM); otherwise it
   asks for a reply constrained to a JSON Schema ``enum`` of the options, and the scores are
@@ -51,18 +55,33 @@ from chinwag.backends.remote import (
     RemoteConfig,
     says_context_overflow,
 )
-from chinwag.backends.stops import StopScanner
+from chinwag.backends.stops import StopEvents
 from chinwag.errors import (
     BackendError,
     BackendRejected,
     ConfigError,
     ContextOverflow,
+    OutputInvalid,
     RemoteError,
     SchemaError,
+    UpstreamIgnoredTools,
 )
-from chinwag.json_schema import check_json_schema, validate_json_text
+from chinwag.json_schema import check_json_schema, json_problem, validate_json_text
 from chinwag.prompting import Prompt, Speakers
-from chinwag.types import Choice, Done, EventStream, Message, SamplingParams, TokenEvent, Usage
+from chinwag.tools import ToolRequest, new_call_id
+from chinwag.types import (
+    Choice,
+    Done,
+    EventStream,
+    Message,
+    SamplingParams,
+    TokenEvent,
+    TokenLogprob,
+    ToolArguments,
+    ToolCallStart,
+    ToolStream,
+    Usage,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -170,7 +189,8 @@ class OpenAIBackend(LanguageBackend):
         # with api: chat the server renders; chinwag's format only estimates sizes
         self._set_chat_format(chat_format or ("chatml" if api == "chat" else None))
         self.capabilities = Capabilities(json_schema=True, choose=True,
-                                         exact_token_count=tokenize != "estimate")
+                                         exact_token_count=tokenize != "estimate",
+                                         tools="upstream" if api == "chat" else "constrained")
 
     # -- what the backend is ----------------------------------------------------------------
 
@@ -225,21 +245,100 @@ class OpenAIBackend(LanguageBackend):
         if params.json_schema is not None:
             body["response_format"] = {"type": "json_schema", "json_schema": {
                 "name": "reply", "schema": params.json_schema, "strict": True}}
+        for name in ("presence_penalty", "frequency_penalty"):
+            if getattr(params, name):
+                body[name] = getattr(params, name)
+        if params.logit_bias:
+            body["logit_bias"] = {str(k): v for k, v in params.logit_bias.items()}
         return {**body, **self._extra}
 
     def generate(self, prompt: str, params: SamplingParams) -> EventStream:
         check_json_schema(params.json_schema)
         body = {**self._body(params), "prompt": prompt}
+        if params.logprobs is not None:
+            body["logprobs"] = params.logprobs
         return self._stream("/completions", body, params, lambda c: c.get("text"))
 
     def generate_chat(self, prompt: Prompt, params: SamplingParams) -> EventStream:
         if self.api == "completions" or not prompt.messages:
             return self.generate(prompt.text, params)
         check_json_schema(params.json_schema)
-        body = {**self._body(params),
-                "messages": [{"role": m.role, "content": m.content} for m in prompt.messages]}
+        body = {**self._body(params), "messages": [_wire(m) for m in prompt.messages]}
+        if params.logprobs is not None:
+            body.update(logprobs=True, top_logprobs=params.logprobs)
         return self._stream("/chat/completions", body, params,
                             lambda c: (c.get("delta") or {}).get("content"))
+
+    def generate_tools(self, prompt: Prompt, params: SamplingParams,
+                       tools: ToolRequest) -> ToolStream:
+        """With ``api: chat``, the tools go to the server (``tools``, ``tool_choice``) and its
+        ``tool_calls`` come back as they stream (the first call: one per turn). Under
+        ``required`` or a named tool the text is held back: an answer without a call is
+        ``UpstreamIgnoredTools`` (HTTP 502) carrying it. A finished call's arguments are
+        checked against the tool's schema (``OutputInvalid`` with the text if they fail).
+        With ``api: completions``, chinwag constrains the call itself
+        (``LanguageBackend.generate_tools``)."""
+        if self.capabilities.tools != "upstream" or not prompt.messages:
+            return super().generate_tools(prompt, params, tools)
+        choice: Any = tools.mode if tools.mode != "named" else {
+            "type": "function", "function": {"name": tools.name}}
+        body = {**self._body(params), "messages": [_wire(m) for m in prompt.messages],
+                "tools": [t.as_openai() for t in tools.tools], "tool_choice": choice}
+        try:
+            events = self.client.server_sent_events("/chat/completions", body)
+            first = next(events, None)
+        except BackendRejected as e:
+            raise self._overflow_or(e, body) from None
+        return self._tool_events(first, events, tools)
+
+    def _tool_events(self, first: Any, events: Generator[Any, None, None],
+                     tools: ToolRequest) -> ToolStream:
+        must_call = tools.mode in ("required", "named")
+        held: list[str] = []
+        call: dict[str, str] | None = None
+        finish: str | None = None
+        usage: dict[str, Any] = {}
+        try:
+            event = first
+            while event is not None:
+                usage = event.get("usage") or usage
+                for choice in event.get("choices") or ():
+                    delta = choice.get("delta") or {}
+                    finish = choice.get("finish_reason") or finish
+                    if delta.get("content"):
+                        if must_call and call is None:
+                            held.append(delta["content"])
+                        else:
+                            yield TokenEvent(delta["content"])
+                    for item in delta.get("tool_calls") or ():
+                        if item.get("index", 0) != 0:
+                            continue  # one call per turn (parallel calls are not asked for)
+                        function = item.get("function") or {}
+                        if call is None:
+                            if held:
+                                yield TokenEvent("".join(held))
+                                held.clear()
+                            call = {"name": function.get("name") or "", "arguments": ""}
+                            yield ToolCallStart(item.get("id") or new_call_id(), call["name"])
+                        if function.get("arguments"):
+                            call["arguments"] += function["arguments"]
+                            yield ToolArguments(function["arguments"])
+                event = next(events, None)
+        finally:
+            events.close()
+        if call is None and must_call:
+            text = "".join(held)
+            raise UpstreamIgnoredTools(
+                f"{self.client.base_url} answered without the tool call that tool_choice "
+                f"({tools.mode}) asked for: {text[:200]!r}", url=self.client.base_url)
+        if held:
+            yield TokenEvent("".join(held))
+        reason = "length" if finish == "length" else "tool_calls" if call else "stop"
+        if call is not None and reason == "tool_calls":
+            _check_call(call, tools, str(self.client.base_url))
+        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+        yield Done(reason, Usage(int(usage.get("prompt_tokens") or 0),  # type: ignore[arg-type]
+                                 int(usage.get("completion_tokens") or 0), int(cached)))
 
     def _stream(self, path: str, body: dict[str, Any], params: SamplingParams,
                 text_of: Any) -> EventStream:
@@ -252,7 +351,7 @@ class OpenAIBackend(LanguageBackend):
 
     def _events(self, first: Any, events: Generator[Any, None, None], params: SamplingParams,
                 text_of: Any) -> Generator[TokenEvent | Done, None, None]:
-        scanner = StopScanner(params.stop)
+        scanner = StopEvents(params.stop)
         finish: str | None = None
         usage: dict[str, Any] = {}
         parts: list[str] = []
@@ -262,20 +361,20 @@ class OpenAIBackend(LanguageBackend):
                 if event.get("usage"):
                     usage = event["usage"]
                 for choice in event.get("choices") or ():
-                    piece = text_of(choice)
-                    if piece:
-                        text = scanner.feed(piece)
-                        if text:
-                            parts.append(text)
-                            yield TokenEvent(text)
+                    piece = text_of(choice) or ""
+                    records = _logprobs_of(choice) if params.logprobs is not None else ()
+                    out = scanner.feed(piece, records) if piece or records else None
+                    if out is not None:
+                        parts.append(out.text)
+                        yield out
                     finish = choice.get("finish_reason") or finish
                 if scanner.stopped:
                     break
                 event = next(events, None)
-            tail = scanner.flush()
-            if tail:
-                parts.append(tail)
-                yield TokenEvent(tail)
+            tail = scanner.finish()
+            if tail is not None:
+                parts.append(tail.text)
+                yield tail
         finally:
             events.close()
         reason = "stop" if scanner.stopped or finish != "length" else "length"
@@ -359,6 +458,58 @@ class OpenAIBackend(LanguageBackend):
     def close(self) -> None:
         self.client.close()
         self._root.close()
+
+
+def _wire(message: Message) -> dict[str, Any]:
+    """A message as OpenAI's API takes it (tool calls and tool results included)."""
+    wire: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        wire["tool_calls"] = [call.as_openai() for call in message.tool_calls]
+        wire["content"] = message.content or None
+    if message.tool_call_id is not None:
+        wire["tool_call_id"] = message.tool_call_id
+    return wire
+
+
+def _check_call(call: dict[str, str], tools: ToolRequest, source: str) -> None:
+    """A finished call from a server: to one of the tools, arguments valid by its schema.
+
+    Raises:
+        OutputInvalid: it is not (the message has the arguments and the problem).
+    """
+    found = [t for t in tools.tools if t.name == call["name"]]
+    problem = (f"a call to an unknown tool {call['name']!r}" if not found
+               else json_problem(call["arguments"], found[0].parameters))
+    if problem is not None:
+        raise OutputInvalid(f"{source} made a tool call that does not match its schema "
+                            f"({problem}): {call['arguments'][:300]!r}",
+                            text=call["arguments"], problem=problem)
+
+
+def _logprobs_of(choice: dict[str, Any]) -> tuple[TokenLogprob, ...]:
+    """The token log-probabilities in a streamed choice from the server, in either of OpenAI's
+    shapes: chat's ``{"content": [{"token", "logprob", "bytes", "top_logprobs"}]}`` or the
+    legacy completions' ``{"tokens", "token_logprobs", "top_logprobs": [{token: logprob}]}``;
+    empty when it sent none. A missing value is OpenAI's -9999.0, missing bytes the token's
+    UTF-8."""
+    given = choice.get("logprobs") or {}
+
+    def record(token: Any, logprob: Any, raw: Any = None,
+               top: tuple[TokenLogprob, ...] = ()) -> TokenLogprob:
+        text = token if isinstance(token, str) else ""
+        return TokenLogprob(text, float(logprob) if logprob is not None else -9999.0,
+                            tuple(raw) if raw is not None else tuple(text.encode()), top)
+
+    if isinstance(given.get("content"), list):
+        return tuple(record(item.get("token"), item.get("logprob"), item.get("bytes"), tuple(
+            record(t.get("token"), t.get("logprob"), t.get("bytes"))
+            for t in item.get("top_logprobs") or ())) for item in given["content"])
+    tokens = given.get("tokens") or []
+    values = given.get("token_logprobs") or [None] * len(tokens)
+    tops = given.get("top_logprobs") or [None] * len(tokens)
+    return tuple(record(token, value, None, tuple(
+        record(t, lp) for t, lp in (top or {}).items()))
+        for token, value, top in zip(tokens, values, tops, strict=False))
 
 
 class _NoLogprobs(Exception):

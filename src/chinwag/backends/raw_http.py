@@ -17,9 +17,12 @@ One YAML file per provider says where to send the prompt and where the text come
 A body value that is one ``{{ expression }}`` and nothing else keeps the expression's type (a
 number stays a number, ``stop`` stays a list); any other string is rendered as text. The names
 available are the sampling parameters (``max_tokens``, ``temperature``, ``top_k``, ``top_p``,
-``min_p``, ``repeat_penalty``, ``repeat_last_n``, ``stop``, ``seed``), ``prompt`` and
-``json_schema``. The answer is not streamed: the text arrives whole and is passed on as one piece.
-Stop strings are applied here too, in case the service ignores them.
+``min_p``, ``repeat_penalty``, ``repeat_last_n``, ``stop``, ``seed``, ``presence_penalty``,
+``frequency_penalty``, ``logit_bias``), ``prompt`` and ``json_schema``. The answer is not
+streamed: the text arrives whole and is passed on as one piece. Stop strings are applied here
+too, in case the service ignores them. A request that sets ``presence_penalty``,
+``frequency_penalty`` or ``logit_bias`` is refused unless the body template sends it;
+``logprobs`` always is (``base.refuse_unsupported``).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from jinja2 import StrictUndefined, TemplateError, Undefined
+from jinja2 import StrictUndefined, TemplateError, Undefined, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import Field
 
@@ -41,6 +44,7 @@ from chinwag.backends.base import (
     ModelInfo,
     estimate_tokens,
     picked_choice,
+    refuse_unsupported,
 )
 from chinwag.backends.remote import (
     BACKOFF_S,
@@ -109,8 +113,19 @@ class BodyTemplate:
         self.template = dict(template)
         try:
             self._compiled = self._compile(self.template)
+            self.names = frozenset(self._names(self.template))
         except TemplateError as e:
             raise ConfigError(f"http backend: a body template does not compile: {e}") from None
+
+    def _names(self, node: Any) -> set[str]:
+        """The names the templates in ``node`` use (``presence_penalty``, ``stop``...)."""
+        if isinstance(node, dict):
+            node = list(node.values())
+        if isinstance(node, list):
+            return set().union(*(self._names(v) for v in node))
+        if isinstance(node, str) and ("{{" in node or "{%" in node):
+            return meta.find_undeclared_variables(_env.parse(node))
+        return set()
 
     def _compile(self, node: Any) -> Any:
         if isinstance(node, dict):
@@ -249,6 +264,9 @@ class HttpBackend(LanguageBackend):
         return self.client.count_tokens(self.tokenize_path, text)
 
     def generate(self, prompt: str, params: SamplingParams) -> EventStream:
+        # a field the body template sends is the service's to honour; log-probabilities
+        # cannot be read back from a whole text
+        refuse_unsupported(params, self.template.names - {"logprobs"}, self.model_id)
         if params.json_schema is not None:
             if self.schema_key is None:
                 raise SchemaError("this http backend's config has no schema_key, so it cannot "

@@ -34,13 +34,29 @@ from chinwag.json_schema import check_json_schema
 from chinwag.prompting import resolve_chat_format
 from chinwag.prompting.base import ChatFormat, Speakers
 from chinwag.prompting.transcript import TranscriptFormat
-from chinwag.types import Choice, Done, EventStream, Message, SamplingParams, TokenEvent, Usage
+from chinwag.types import (
+    Choice,
+    Done,
+    EventStream,
+    Message,
+    SamplingParams,
+    TokenEvent,
+    TokenLogprob,
+    Usage,
+)
 
 if TYPE_CHECKING:
     from chinwag.models import Progress
     from chinwag.settings import Settings
 
 _PIECES = re.compile(r"\s*\S+|\s+")
+
+
+def _certain(piece: str, n: int) -> TokenLogprob:
+    """A scripted token's log-probability: certain (0.0), itself its only alternative (so
+    ``top`` has at most one entry, whatever ``n`` asks)."""
+    raw = tuple(piece.encode())
+    return TokenLogprob(piece, 0.0, raw, (TokenLogprob(piece, 0.0, raw),)[:n])
 
 
 class ScriptedLLM(BackendConfig):
@@ -87,6 +103,8 @@ class ScriptedBackend(LanguageBackend):
     model that fails mid-answer. A ``json_schema`` is checked for
     validity (``SchemaError``) and the scripted reply is replayed as it is: queue the JSON the
     model should produce, or broken JSON to test what happens when a model is cut short.
+    ``presence_penalty``, ``frequency_penalty`` and ``logit_bias`` change nothing in a
+    scripted reply; with ``logprobs``, each word comes with a certain (0.0) log-probability.
 
     Args:
         replies: replies to queue at once.
@@ -95,7 +113,8 @@ class ScriptedBackend(LanguageBackend):
         chat_format: how ``chat`` renders messages (default: the transcript format).
     """
 
-    capabilities = Capabilities(json_schema=True, choose=True, exact_token_count=True)
+    capabilities = Capabilities(json_schema=True, choose=True, exact_token_count=True,
+                                tools="constrained")
     fixed_format = True
 
     def __init__(self, replies: Iterable[str] = (), *, context_length: int = 2048,
@@ -154,7 +173,8 @@ class ScriptedBackend(LanguageBackend):
         if len(pieces) > params.max_tokens:
             pieces, finish = pieces[: params.max_tokens], "length"
         for piece in pieces:
-            yield TokenEvent(piece)
+            yield TokenEvent(piece, () if params.logprobs is None else (
+                _certain(piece, params.logprobs),))
         yield Done(finish, Usage(prompt_tokens, len(pieces)))  # type: ignore[arg-type]
 
     def _choose(self, messages: Sequence[Message], options: Sequence[str],

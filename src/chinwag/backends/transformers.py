@@ -17,6 +17,7 @@ import math
 import re
 import secrets
 import threading
+from collections import Counter
 from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -29,6 +30,7 @@ from chinwag.backends.base import (
     LanguageBackend,
     ModelInfo,
     continuation_choice,
+    refuse_unsupported,
 )
 from chinwag.backends.stops import StopScanner
 from chinwag.errors import (
@@ -79,6 +81,7 @@ _JSON_WHITESPACE = r"(?: |\n[ \t]{0,20})?"
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
 _DETOKENIZE_CONTEXT = 4  # prompt tokens decoded before the reply so its first word keeps its space
+_HONOURED = ("presence_penalty", "frequency_penalty", "logit_bias")  # of OPTIONAL_PARAMS
 
 
 class TransformersLLM(BackendConfig):
@@ -239,8 +242,10 @@ class TransformersBackend(LanguageBackend):
         self._lock = threading.Lock()
         self._guide_lock = threading.Lock()
         self._lltokenizer: LLTokenizer | None = None
-        self.capabilities = Capabilities(json_schema=has_llguidance(), choose=True,
-                                         exact_token_count=True)
+        guided = has_llguidance()
+        self.capabilities = Capabilities(json_schema=guided, choose=True,
+                                         exact_token_count=True,
+                                         tools="constrained" if guided else "none")
         template = getattr(self._tokenizer, "chat_template", None)
         if isinstance(template, dict):  # several named templates: use the default one
             template = template.get("default")
@@ -307,7 +312,10 @@ class TransformersBackend(LanguageBackend):
             ContextOverflow: the prompt has ``context_length`` tokens or more.
             SchemaError: ``params.json_schema`` is not valid or cannot be enforced.
             BackendError: the backend was closed, or the model failed.
+            InvalidParams: ``logprobs`` asked for (not reported by this backend), or a
+                ``logit_bias`` token outside the vocabulary (on the first token).
         """
+        refuse_unsupported(params, _HONOURED, self._name)
         model = self._require_model()
         ids = self.tokenize(prompt)
         if not ids:
@@ -526,18 +534,34 @@ def sample_token(logits: torch.Tensor, params: SamplingParams, history: Sequence
                  generator: torch.Generator) -> int:
     """Pick the next token from ``logits`` (float32, shape ``[vocab]``; changed in place).
 
-    The chain follows llama.cpp's: repeat penalty over the last ``repeat_last_n`` tokens of
-    ``history`` (prompt and reply; CTRL-style: positive logits divided by it, negative ones
-    multiplied), then greedy when ``temperature`` is 0, else top-k, top-p, min-p (each on
-    the untempered distribution), temperature, and a draw with ``generator``.
+    The chain follows llama.cpp's: ``logit_bias`` added, then the penalties over the last
+    ``repeat_last_n`` tokens of ``history`` (prompt and reply; the repeat penalty CTRL-style:
+    positive logits divided by it, others multiplied; then ``count * frequency_penalty +
+    presence_penalty`` subtracted, as llama.cpp's penalties sampler), then greedy when
+    ``temperature`` is 0, else top-k, top-p, min-p (each on the untempered distribution),
+    temperature, and a draw with ``generator``.
+
+    Raises:
+        InvalidParams: a ``logit_bias`` token outside the vocabulary.
     """
     import torch
 
-    if params.repeat_penalty != 1.0 and params.repeat_last_n > 0 and history:
-        recent = torch.tensor(sorted(set(history[-params.repeat_last_n:])), dtype=torch.long)
+    if params.logit_bias:
+        ids = list(params.logit_bias)
+        if max(ids) >= logits.numel():
+            raise InvalidParams(f"logit_bias names token id(s) outside this model's vocabulary "
+                                f"of {logits.numel()} tokens", param="logit_bias")
+        logits[torch.tensor(ids, dtype=torch.long)] += torch.tensor(
+            list(params.logit_bias.values()), dtype=logits.dtype)
+    penalised = (params.repeat_penalty != 1.0 or params.presence_penalty
+                 or params.frequency_penalty)
+    if penalised and params.repeat_last_n > 0 and history:
+        counts = Counter(history[-params.repeat_last_n:])
+        recent = torch.tensor(list(counts), dtype=torch.long)
         seen = logits[recent]
-        logits[recent] = torch.where(seen > 0, seen / params.repeat_penalty,
-                                     seen * params.repeat_penalty)
+        seen = torch.where(seen > 0, seen / params.repeat_penalty, seen * params.repeat_penalty)
+        times = torch.tensor(list(counts.values()), dtype=logits.dtype)
+        logits[recent] = seen - (times * params.frequency_penalty + params.presence_penalty)
     if params.temperature <= 0:
         return int(torch.argmax(logits))
     if 0 < params.top_k < logits.numel():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Generator, Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 from chinwag.backends.base import LanguageBackend
@@ -25,10 +26,12 @@ from chinwag.chat.memory import (
 )
 from chinwag.chat.persona import Persona
 from chinwag.chat.turn import Turn, build_turn
+from chinwag.errors import BackendError
 from chinwag.knowledge.policy import OnSourceError
 from chinwag.knowledge.service import Gathered, Knowledge, Plan, SourceReport, merge_context
 from chinwag.prompting.base import ChatFormat, Prompt
 from chinwag.store import Conversation, Store, StoredMessage
+from chinwag.tools import Reply, ReplyCollector, ToolRequest
 from chinwag.types import ContextPiece, Done, Event, Message, SamplingParams
 
 
@@ -163,7 +166,8 @@ class Chatbot:
         turn, left_out = self._build(text, self.context)
         return turn.prompt, left_out
 
-    def _build(self, text: str, context: Sequence[ContextPiece]) -> tuple[Turn, int]:
+    def _build(self, text: str, context: Sequence[ContextPiece],
+               tools: ToolRequest | None = None) -> tuple[Turn, int]:
         usable, heard = fold_overheard(replayable(self.log))
         window = in_window(usable, self.persona.memory)
         turn = build_turn(
@@ -171,7 +175,7 @@ class Chatbot:
             [*(Message(m.role, m.content) for m in window),
              Message("user", with_overheard(heard, text))],
             self.params, user=self.user, summary=self.summary, facts=self.user_facts,
-            context=context, counts=[*(m.tokens for m in window), None])
+            context=context, counts=[*(m.tokens for m in window), None], tools=tools)
         sent = window[turn.dropped:]
         first = sent[0].seq if sent else None
         self._left_out = [m for m in usable if first is None or m.seq < first]
@@ -237,6 +241,45 @@ class Chatbot:
         self._keep_context(context, gathered, gone)
         events = self.backend.generate_chat(turn.prompt, turn.params)
         return self._turn(gathered.question, events)
+
+    def send_tools(self, text: str, tools: ToolRequest) -> Reply:
+        """Send one message offering ``tools``; the whole answer: text, or a call whose
+        arguments are valid by its tool's schema (``LanguageBackend.generate_tools``), with
+        ``auto``'s decision and scores.
+
+        Knowledge and memory work as in ``send``. The question is remembered, and so is the
+        answer: its text, or for a call ``name(arguments)`` (a stored conversation keeps
+        text; run the tool and send its result in the next message).
+
+        Raises:
+            What ``send`` raises; ``InvalidParams`` (``tools_not_supported``) when the
+            backend cannot call tools; ``OutputInvalid`` when a call never validates.
+        """
+        gathered = self.gather(self.plan(text))
+        context, gone = merge_context(self.context, gathered.pieces,
+                                      self.persona.context.budget_tokens)
+        turn, _ = self._build(gathered.question, context, tools)
+        self._keep_context(context, gathered, gone)
+        events = self.backend.generate_tools(turn.prompt, turn.params, tools)
+        asked = self._remember_question(gathered.question)
+        collector, reply = ReplyCollector(), None
+        try:
+            for event in events:
+                reply = collector.add(event)
+                if reply is not None:
+                    reply = replace(reply, text=reply.text.strip())
+                    self.last = reply.done
+                    return reply
+            raise BackendError("the stream ended without a Done event")
+        finally:
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()
+            said = reply.text if reply is not None else ""
+            if reply is not None and reply.call is not None:
+                said = f"{said}\n{reply.call.name}({reply.call.arguments})".strip()
+            self._remember_answer(asked, said, complete=reply is not None and
+                                  reply.done.finish_reason != "cancelled")
 
     def _keep_context(self, context: list[ContextPiece], gathered: Gathered,
                       gone: Sequence[str]) -> None:

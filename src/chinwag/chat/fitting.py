@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
+from typing import overload
 
 from chinwag.backends.base import LanguageBackend
 from chinwag.errors import ContextOverflow
 from chinwag.prompting.base import ChatFormat, Prompt, Speakers
-from chinwag.types import Done, Event, Message, TokenEvent
+from chinwag.types import ChatEvent, Done, Event, Message, TokenEvent
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,9 @@ class ReplyTrimmer:
 
     A transcript prompt ends with ``"Bertha:"``, so the reply starts with a space; and a reply
     cut at a stop string often ends with one. ``feed`` drops leading whitespace and holds
-    trailing whitespace back until more text follows it.
+    trailing whitespace back until more text follows it. A token event's log-probability
+    records pass on with it, on an event of no text when its text was dropped or held back,
+    so every token's record is reported once.
     """
 
     def __init__(self) -> None:
@@ -149,13 +152,21 @@ class ReplyTrimmer:
         self._pending = piece[len(body):]
         return out
 
-    def tidy(self, event: Event) -> Event | None:
-        """The event to pass on for ``event``: ``Done`` unchanged, a token event with its
-        text fed through ``feed``, or None when nothing is to be passed on yet."""
-        if isinstance(event, Done):
+    @overload
+    def tidy(self, event: Event) -> Event | None: ...
+
+    @overload
+    def tidy(self, event: ChatEvent) -> ChatEvent | None: ...
+
+    def tidy(self, event: ChatEvent) -> ChatEvent | None:
+        """The event to pass on for ``event``: a token event with its text fed through
+        ``feed`` (None when nothing is to be passed on yet), any other (``Done``, a tool
+        call's) unchanged."""
+        if not isinstance(event, TokenEvent):
             return event
         out = self.feed(event.text)
-        return TokenEvent(out) if out else None
+        # log-probabilities go on at once: a whitespace-only token's on an event of no text
+        return TokenEvent(out, event.logprobs) if out or event.logprobs else None
 
 
 def tidy_reply(events: Iterable[Event]) -> Generator[Event, None, None]:

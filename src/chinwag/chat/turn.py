@@ -18,6 +18,8 @@ from chinwag.chat.fitting import fit_messages
 from chinwag.chat.persona import Persona
 from chinwag.errors import ContextOverflow
 from chinwag.prompting.base import Prompt, Speakers, reply_params
+from chinwag.prompting.tools import with_tools
+from chinwag.tools import ToolRequest, has_tool_messages
 from chinwag.types import ContextPiece, Message, SamplingParams
 
 
@@ -43,7 +45,8 @@ def build_turn(backend: LanguageBackend, persona: Persona | None,
                messages: Sequence[Message], params: SamplingParams, *,
                user: str | None = None, summary: str = "", facts: Sequence[str] = (),
                context: Sequence[ContextPiece] = (), reserve: int | None = None, drop: bool = True,
-               counts: Sequence[int | None] | None = None) -> Turn:
+               counts: Sequence[int | None] | None = None,
+               tools: ToolRequest | None = None) -> Turn:
     """Build the turn that answers ``messages`` as ``persona`` (None: the model itself, with
     no preamble and the backend's own chat format).
 
@@ -64,6 +67,11 @@ def build_turn(backend: LanguageBackend, persona: Persona | None,
         drop: leave out the oldest messages when the chat does not fit (False: OpenAI's
             default, the request fails instead).
         counts: the content token count of each message, where known (stored with it).
+        tools: the tools the reply may call. A chat format that shows tools (a model's own
+            template, ``JinjaChatFormat.supports_tools``) gets them and the tool messages as
+            they are, as does a backend whose server renders them (``capabilities.tools ==
+            "upstream"``); for any other, they are described in a plain block of the system
+            prompt (``tools.describe_tools``), with the tool messages folded into it.
 
     Raises:
         ContextOverflow: the prompt does not fit, or leaves no room for one token of reply
@@ -74,6 +82,11 @@ def build_turn(backend: LanguageBackend, persona: Persona | None,
                                 context=context) if persona else []
     speakers = persona.speakers(user) if persona else Speakers()
     chat_format = backend.format_for(persona.chat_format if persona else None)
+    if tools is not None or has_tool_messages(messages):
+        preamble, messages, chat_format = with_tools(
+            chat_format, preamble, messages, tools,
+            upstream=backend.capabilities.tools == "upstream")
+        counts = None
     fitted = fit_messages(backend, preamble, messages, speakers=speakers,
                           chat_format=chat_format,
                           reserve=params.max_tokens if reserve is None else reserve,
@@ -85,3 +98,4 @@ def build_turn(backend: LanguageBackend, persona: Persona | None,
     if reply.max_tokens > room:
         reply = reply.with_(max_tokens=room)
     return Turn(fitted.prompt, reply, fitted.prompt_tokens, fitted.dropped)
+

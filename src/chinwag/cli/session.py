@@ -44,7 +44,8 @@ def parse_value(param: str, raw: str) -> Any:
     Raises:
         InvalidParams: unknown parameter or a value that is not of its type.
     """
-    known = {f.name for f in fields(SamplingParams)} - {"json_schema", "cache_prompt"}
+    known = {f.name for f in fields(SamplingParams)} - {"json_schema", "cache_prompt",
+                                                        "logit_bias", "logprobs"}
     if param not in known:
         raise InvalidParams(f"unknown parameter {param!r}; known: {', '.join(sorted(known))}",
                             param=param)

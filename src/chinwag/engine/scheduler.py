@@ -50,7 +50,7 @@ import numpy as np
 
 from chinwag.engine.model import LlamaModel, recent_log
 from chinwag.engine.prompt_cache import CacheStats, PromptCache
-from chinwag.engine.sampler import Sampler
+from chinwag.engine.sampler import SampledLogprob, Sampler
 from chinwag.engine.slots import Slots
 from chinwag.errors import BackendError, ContextOverflow, InvalidParams
 from chinwag.types import FinishReason, SamplingParams
@@ -74,6 +74,9 @@ class Generation:
         background: background work (a server batch's line): it sits out the steps in which
             a live generation's prompt is computed, so that the live one's first token comes
             as fast as on an idle engine.
+        logprobs: with ``SamplingParams.logprobs`` set, the ``SampledLogprob`` of each token
+            sampled (end-of-generation tokens excluded), in order: the one of the k-th token
+            ``run`` yields is ``logprobs[k]``, there before the token is; else empty.
     """
 
     prompt: list[int]
@@ -93,6 +96,7 @@ class Generation:
     cache_source: str | None = None
     fed: list[int] = field(default_factory=list)
     background: bool = False
+    logprobs: list[SampledLogprob] = field(default_factory=list)
 
     @property
     def prefilling(self) -> bool:
@@ -432,6 +436,8 @@ class Engine:
             return
         gen.n_generated += 1
         gen.last_token = token
+        if gen.sampler.logprob is not None:
+            gen.logprobs.append(gen.sampler.logprob)
         gen.new_tokens.append(token)
         if gen.n_generated >= gen.max_tokens or gen.n_past + 1 >= self.n_ctx:
             gen.finish_reason = "length"

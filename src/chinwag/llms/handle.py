@@ -10,27 +10,31 @@ on the event loop's thread a handle answers only while its model is loaded.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from chinwag.backends.base import Capabilities, LanguageBackend, ModelInfo
 from chinwag.prompting import ChatFormat, Prompt, Speakers
-from chinwag.types import Choice, Event, EventStream, Message, SamplingParams
+from chinwag.tools import ToolRequest
+from chinwag.types import Choice, EventStream, Message, SamplingParams, ToolStream
 
 if TYPE_CHECKING:
     from chinwag.llms.registry import Lease, ModelRegistry
 
 
-class _Held(Iterator[Event]):
+T = TypeVar("T")
+
+
+class _Held(Iterator[T]):
     """A backend's event stream that holds its model's lease until the stream ends or is
     closed (or is garbage-collected, never started)."""
 
-    def __init__(self, events: EventStream, lease: Lease) -> None:
+    def __init__(self, events: Iterator[T], lease: Lease) -> None:
         self._events, self._lease = events, lease
 
-    def __iter__(self) -> _Held:
+    def __iter__(self) -> _Held[T]:
         return self
 
-    def __next__(self) -> Event:
+    def __next__(self) -> T:
         try:
             return next(self._events)
         except BaseException:
@@ -115,7 +119,7 @@ class ModelHandle(LanguageBackend):
         finally:
             lease.release()
 
-    def _stream(self, start: Callable[[LanguageBackend], EventStream]) -> EventStream:
+    def _stream(self, start: Callable[[LanguageBackend], Iterator[T]]) -> Iterator[T]:
         """``start(backend)``'s stream, holding the model's lease until it is closed."""
         lease = self._lease()
         try:
@@ -129,6 +133,10 @@ class ModelHandle(LanguageBackend):
 
     def generate_chat(self, prompt: Prompt, params: SamplingParams) -> EventStream:
         return self._stream(lambda backend: backend.generate_chat(prompt, params))
+
+    def generate_tools(self, prompt: Prompt, params: SamplingParams,
+                       tools: ToolRequest) -> ToolStream:
+        return self._stream(lambda backend: backend.generate_tools(prompt, params, tools))
 
     def choose(self, messages: Sequence[Message], options: Sequence[str],
                *, speakers: Speakers = Speakers()) -> Choice:

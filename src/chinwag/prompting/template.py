@@ -11,13 +11,15 @@ byte for byte the prompt the model was trained on:
   block, which ``transformers`` uses to mark assistant text and which renders its body here;
 - globals ``raise_exception(message)`` and ``strftime_now(format)``, and a ``tojson`` filter that
   does not escape HTML (``json.dumps`` with ``ensure_ascii=False``);
-- variables ``messages`` (a list of ``{"role", "content"}`` dicts), ``add_generation_prompt``
-  (always true: the prompt ends where the assistant's reply starts), ``bos_token`` and
-  ``eos_token``.
+- variables ``messages`` (a list of ``{"role", "content"}`` dicts, with ``tool_calls`` and
+  ``tool_call_id`` where a message has them), ``add_generation_prompt`` (always true: the
+  prompt ends where the assistant's reply starts), ``bos_token``, ``eos_token`` and, when a
+  request offers tools, ``tools`` (OpenAI's shape).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from datetime import datetime
@@ -70,6 +72,29 @@ def _tojson(
 ) -> str:
     return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
                       sort_keys=sort_keys)
+
+
+_PROBE_TOOL: dict[str, Any] = {"type": "function", "function": {
+    "name": "probe_tool_7f3a", "description": "Probe.",
+    "parameters": {"type": "object", "properties": {}}}}
+
+
+def _as_template_message(message: Message) -> dict[str, Any]:
+    """A message as Hugging Face chat templates read it."""
+    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        out["tool_calls"] = [{"id": c.id, "type": "function", "function": {
+            "name": c.name, "arguments": _arguments(c.arguments)}} for c in message.tool_calls]
+    if message.tool_call_id is not None:
+        out["tool_call_id"] = message.tool_call_id
+    return out
+
+
+def _arguments(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def _environment() -> ImmutableSandboxedEnvironment:
@@ -125,12 +150,28 @@ class JinjaChatFormat:
     def __repr__(self) -> str:
         return f"JinjaChatFormat(name={self.name!r})"
 
-    def render(self, messages: Sequence[Message], speakers: Speakers = _NO_SPEAKERS) -> Prompt:
+    @functools.cached_property
+    def supports_tools(self) -> bool:
+        """Whether the template shows tools (a ``tools`` variable): found once, by rendering a
+        user message with a tool and without it and comparing the two."""
+        probe = [Message("user", "Hello")]
+        try:
+            return self.render(probe, tools=[_PROBE_TOOL]).text != self.render(probe).text
+        except FormatError:
+            return False
+
+    def render(self, messages: Sequence[Message], speakers: Speakers = _NO_SPEAKERS,
+               tools: Sequence[dict[str, Any]] = ()) -> Prompt:
         """Render ``messages`` so that the text ends where the assistant's reply starts.
 
         Args:
-            messages: the chat so far, oldest first.
+            messages: the chat so far, oldest first; an assistant message's ``tool_calls``
+                go to the template as ``{"id", "type", "function": {"name", "arguments"}}``
+                with ``arguments`` as a mapping (what Hugging Face templates expect), a
+                ``tool`` message with its ``tool_call_id``.
             speakers: ignored; a Jinja template names the roles itself.
+            tools: OpenAI-shaped tools for the ``tools`` variable (templates that support
+                tools list them; see ``supports_tools``).
 
         Returns:
             The prompt text, the stop strings (``stop`` then ``eos_token``) and this format's name.
@@ -140,12 +181,14 @@ class JinjaChatFormat:
                 do not alternate) or failed while rendering them.
         """
         del speakers
-        variables = {
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
+        variables: dict[str, Any] = {
+            "messages": [_as_template_message(m) for m in messages],
             "add_generation_prompt": True,
             "bos_token": self.bos_token,
             "eos_token": self.eos_token,
         }
+        if tools:
+            variables["tools"] = list(tools)
         try:
             text = self._template.render(variables)
         except FormatError as e:

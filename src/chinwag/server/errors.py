@@ -40,6 +40,7 @@ from chinwag.errors import (
     UnknownModel,
     UnknownPersona,
     UnknownSource,
+    UpstreamIgnoredTools,
 )
 
 log = logging.getLogger("chinwag.server")
@@ -71,7 +72,7 @@ def from_chinwag(e: ChinwagError) -> APIError:
         return APIError(400, f"This model's maximum context length is {e.n_ctx} tokens. {e}.",
                         param="messages", code="context_length_exceeded")
     if isinstance(e, InvalidParams):
-        return APIError(400, str(e), param=e.param, code="invalid_value")
+        return APIError(400, str(e), param=e.param, code=e.code)
     if isinstance(e, SchemaError):
         return APIError(400, str(e), param="response_format", code="invalid_schema")
     if isinstance(e, FormatError):
@@ -107,6 +108,9 @@ def from_chinwag(e: ChinwagError) -> APIError:
                         headers={"Retry-After": str(e.retry_after)})
     if isinstance(e, EmbeddingsUnavailable):  # this installation lacks the extra
         return APIError(501, str(e), type="server_error", code="embeddings_unavailable")
+    if isinstance(e, UpstreamIgnoredTools):
+        return APIError(502, str(e), type="server_error", param="tool_choice",
+                        code="upstream_ignored_tools")
     if isinstance(e, RemoteError):  # the model behind chinwag is another server: a gateway
         return APIError(502, f"the upstream LLM server failed: {e}", type="server_error",
                         code="upstream_error")
@@ -155,7 +159,12 @@ def install_error_handlers(app: FastAPI) -> None:
         errors = e.errors()
         first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
         loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "form")]
-        if first.get("type") == "json_invalid":
+        code = "invalid_value"
+        if first.get("type") == "extra_forbidden":  # an OpenAI request's unknown field
+            code = "unsupported_parameter"
+            message = (f"{'.'.join(loc)} is not a field chinwag honours: it is refused rather "
+                       "than ignored (README lists the fields honoured)")
+        elif first.get("type") == "json_invalid":
             message = f"the request body is not valid JSON: {first.get('msg')}"
         elif first.get("type") == "model_attributes_type" or not loc:
             message = f"the request body must be a JSON object: {first.get('msg')}"
@@ -163,7 +172,7 @@ def install_error_handlers(app: FastAPI) -> None:
             message = f"{'.'.join(loc)}: {first.get('msg')}"
         log.info("%s %s -> 400 %s", request.method, request.url.path, message)
         return JSONResponse(error_body(message, "invalid_request_error",
-                                       ".".join(loc) or None, "invalid_value"), status_code=400)
+                                       ".".join(loc) or None, code), status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:

@@ -11,16 +11,21 @@ runs on its own), it is loaded first if need be, and Ollama's ``keep_alive`` say
 stays loaded once idle. A chat completion carries ``chinwag: {"model", "chat_format"}``
 (in the first chunk of a stream): the model that answered and the chat format that rendered
 the prompt (``model-template``: the model's own).
+
+Log-probabilities asked for (chat: ``logprobs``, ``top_logprobs``; completions: ``logprobs``)
+come back in each choice's ``logprobs`` in OpenAI's shapes, each chunk of a stream carrying
+its own tokens'; ``null`` when not asked.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -36,9 +41,22 @@ from chinwag.server.disconnect import unless_disconnected
 from chinwag.server.errors import error_event
 from chinwag.server.schemas import ChatCompletionRequest, CompletionRequest
 from chinwag.server.state import State, requester
-from chinwag.types import Done, Event, SamplingParams
+from chinwag.tools import Reply, ReplyCollector
+from chinwag.types import (
+    ChatEvent,
+    Done,
+    Event,
+    SamplingParams,
+    TokenEvent,
+    TokenLogprob,
+    ToolArguments,
+    ToolCallStart,
+    ToolDecision,
+)
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)])
+
+E = TypeVar("E", Event, ChatEvent)
 
 DEFAULT_COMPLETION_TOKENS = 16  # OpenAI's (and llama-cpp-python's) default for /v1/completions
 
@@ -55,19 +73,62 @@ def _usage(done: Done) -> dict[str, Any]:
 
 
 def _finish(done: Done) -> str:
-    return "length" if done.finish_reason == "length" else "stop"
+    """OpenAI's ``finish_reason``: ``length``, ``tool_calls`` or ``stop``."""
+    return done.finish_reason if done.finish_reason in ("length", "tool_calls") else "stop"
 
 
-async def _first_then_rest(request: Request, events: AsyncIterator[Event]
-                           ) -> tuple[Event, AsyncIterator[Event]]:
+def _chat_logprobs(records: Sequence[TokenLogprob], asked: bool) -> dict[str, Any] | None:
+    """A chat choice's ``logprobs`` in OpenAI's shape, ``{"content": [{"token", "logprob",
+    "bytes", "top_logprobs": [...]}], "refusal": null}``; None (JSON null) when not asked."""
+    return {"content": [r.as_openai() for r in records], "refusal": None} if asked else None
+
+
+class _CompletionLogprobs:
+    """A completion's ``logprobs`` in OpenAI's legacy shape: ``{"tokens", "token_logprobs",
+    "top_logprobs": [{token: logprob}], "text_offset"}``, the offsets counted in characters
+    from the start of the completion across a stream's chunks (as vLLM counts them)."""
+
+    def __init__(self, asked: bool) -> None:
+        self.asked = asked
+        self._offset = 0
+
+    def __call__(self, records: Sequence[TokenLogprob]) -> dict[str, Any] | None:
+        """The ``logprobs`` of ``records`` (the next tokens); None when not asked."""
+        if not self.asked:
+            return None
+        offsets = []
+        for r in records:
+            offsets.append(self._offset)
+            self._offset += len(r.token)
+        return {"tokens": [r.token for r in records],
+                "token_logprobs": [r.logprob for r in records],
+                "top_logprobs": [{t.token: t.logprob for t in r.top} for r in records],
+                "text_offset": offsets}
+
+
+async def _noting_logprobs(events: AsyncIterator[E], into: list[TokenLogprob]
+                           ) -> AsyncIterator[E]:
+    """``events`` as they come, the log-probability records of their token events added to
+    ``into`` on the way (for an answer that is not streamed)."""
+    try:
+        async for event in events:
+            if isinstance(event, TokenEvent):
+                into += event.logprobs
+            yield event
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+
+
+async def _first_then_rest(request: Request, events: AsyncIterator[E]
+                           ) -> tuple[E, AsyncIterator[E]]:
     """Pull the first event before answering, so errors become a proper status code (and a
     client that leaves meanwhile leaves the queue)."""
     first = await unless_disconnected(request, events.__anext__())
     return first, events
 
 
-async def _events_then_error(first: Event, rest: AsyncIterator[Event]
-                             ) -> AsyncIterator[Event | dict[str, Any]]:
+async def _events_then_error(first: E, rest: AsyncIterator[E]
+                             ) -> AsyncIterator[E | dict[str, Any]]:
     """``first`` and the rest of a stream; a failure after the answer has started becomes its
     last item, the OpenAI error object (the status line has been sent already)."""
     event = first
@@ -97,7 +158,19 @@ async def _collect(first: Event, rest: AsyncIterator[Event]) -> tuple[str, Done]
         await rest.aclose()  # type: ignore[attr-defined]
 
 
-async def _tidy(events: AsyncGenerator[Event, None]) -> AsyncIterator[Event]:
+async def _collect_answer(first: ChatEvent, rest: AsyncIterator[ChatEvent]) -> Reply:
+    """The whole answer to a chat (text or a tool call), then the stream closed."""
+    collector = ReplyCollector()
+    event = first
+    try:
+        while (reply := collector.add(event)) is None:
+            event = await rest.__anext__()
+        return reply
+    finally:
+        await rest.aclose()  # type: ignore[attr-defined]
+
+
+async def _tidy(events: AsyncGenerator[ChatEvent, None]) -> AsyncIterator[ChatEvent]:
     """``tidy_reply`` for an async stream (strip the reply's surrounding whitespace)."""
     trimmer = ReplyTrimmer()
     async with aclosing(events):
@@ -149,17 +222,19 @@ def _json_schema(body: ChatCompletionRequest | CompletionRequest) -> dict[str, A
 @router.post("/chat/completions", response_model=None)
 async def chat_completions(body: ChatCompletionRequest, state: State, request: Request
                            ) -> JSONResponse | StreamingResponse:
-    """OpenAI chat completions, streaming or not (see the module docstring)."""
+    """OpenAI chat completions, streaming or not (see the module docstring); with ``tools``,
+    the answer is text or one call (``LanguageBackend.generate_tools``)."""
     persona, model_id = state.resolve(body.model)
     base = persona.sampling_params() if persona else SamplingParams()
     params = body.apply(base).with_(json_schema=_json_schema(body))
+    tools = body.tool_request()
     keep_alive = body.keep_alive_seconds()
     asked = body.max_completion_tokens or body.max_tokens
     backend = state.handles[model_id]
     messages = [m.to_message() for m in body.messages]
     prepared: dict[str, Any] = {}
 
-    async def events() -> AsyncGenerator[Event, None]:
+    async def events() -> AsyncGenerator[ChatEvent, None]:
         """The whole request on its model, held (loaded first if need be) from the knowledge
         and the prompt to the last token."""
         async with state.models.pinned(model_id, keep_alive):
@@ -170,14 +245,16 @@ async def chat_completions(body: ChatCompletionRequest, state: State, request: R
                     on_error=body.on_source_error)
             turn = await run_in_threadpool(  # counting tokens may be slow, or a remote call
                 build_turn, backend, persona, chat, params, user=body.user,
-                context=gathered.pieces, reserve=asked or 0, drop=body.truncation == "auto")
+                context=gathered.pieces, reserve=asked or 0, drop=body.truncation == "auto",
+                tools=tools)
             prepared.update(turn=turn, gathered=gathered)
             async for event in state.generate(turn.prompt, turn.params,
                                               requester(request, body.user), persona,
-                                              model=model_id):
+                                              model=model_id, tools=tools):
                 yield event
 
-    first, rest = await _first_then_rest(request, _tidy(events()))
+    noted: list[TokenLogprob] = []  # the answer's log-probabilities, when not streamed
+    first, rest = await _first_then_rest(request, _noting_logprobs(_tidy(events()), noted))
     turn, gathered = prepared["turn"], prepared["gathered"]
     rid, created, model = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), body.model or \
         model_id
@@ -186,35 +263,55 @@ async def chat_completions(body: ChatCompletionRequest, state: State, request: R
     sources: dict[str, Any] = {"sources": [report.as_dict() for report in gathered.reports]} \
         if gathered.reports else {}
     sources["chinwag"] = {"model": model_id, "chat_format": turn.prompt.format}
+    if isinstance(first, ToolDecision):  # auto: the decision comes first, and goes first
+        sources["chinwag"]["tool_decision"] = {"choice": first.choice, "scores": {
+            k: v if math.isfinite(v) else None for k, v in first.scores.items()}}
+        first = await unless_disconnected(request, rest.__anext__())
     if not body.stream:
-        text, done = await unless_disconnected(request, _collect(first, rest))
+        answer = await unless_disconnected(request, _collect_answer(first, rest))
+        message: dict[str, Any] = {"role": "assistant", "content": answer.text}
+        if answer.call is not None:
+            message.update(content=answer.text or None, tool_calls=[answer.call.as_openai()])
         return JSONResponse({
             "id": rid, "object": "chat.completion", "created": created, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "logprobs": None, "finish_reason": _finish(done)}],
-            "usage": _usage(done), **extra, **sources})
+            "choices": [{"index": 0, "message": message,
+                         "logprobs": _chat_logprobs(noted, params.logprobs is not None),
+                         "finish_reason": _finish(answer.done)}],
+            "usage": _usage(answer.done), **extra, **sources})
 
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    calling = isinstance(first, ToolCallStart)
 
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    def chunk(delta: dict[str, Any], finish: str | None = None,
+              logprobs: dict[str, Any] | None = None) -> dict[str, Any]:
         return {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
-                "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                "choices": [{"index": 0, "delta": delta, "logprobs": logprobs,
                              "finish_reason": finish}], **extra}
 
     async def sse() -> AsyncIterator[str]:
-        yield _sse({**chunk({"role": "assistant", "content": ""}), **sources})
+        yield _sse({**chunk({"role": "assistant", "content": None if calling else ""}),
+                    **sources})
         async for event in _events_then_error(first, rest):
             if isinstance(event, dict):
                 yield _sse(event)
                 return
-            if not isinstance(event, Done):
-                yield _sse(chunk({"content": event.text}))
-                continue
-            yield _sse(chunk({}, _finish(event)))
-            if include_usage:
-                yield _sse({"id": rid, "object": "chat.completion.chunk", "created": created,
-                            "model": model, "choices": [], "usage": _usage(event)})
-            yield _sse("[DONE]")
+            if isinstance(event, TokenEvent):
+                yield _sse(chunk({"content": event.text}, logprobs=_chat_logprobs(
+                    event.logprobs, params.logprobs is not None)))
+            elif isinstance(event, ToolCallStart):
+                yield _sse(chunk({"tool_calls": [{"index": 0, "id": event.id,
+                                                  "type": "function", "function": {
+                                                      "name": event.name, "arguments": ""}}]}))
+            elif isinstance(event, ToolArguments):
+                yield _sse(chunk({"tool_calls": [{"index": 0, "function": {
+                    "arguments": event.text}}]}))
+            elif isinstance(event, Done):
+                yield _sse(chunk({}, _finish(event)))
+                if include_usage:
+                    yield _sse({"id": rid, "object": "chat.completion.chunk",
+                                "created": created, "model": model, "choices": [],
+                                "usage": _usage(event)})
+                yield _sse("[DONE]")
 
     return StreamingResponse(sse(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache"})
@@ -236,23 +333,26 @@ async def completions(body: CompletionRequest, state: State,
         prompt = body.prompt[0]
     else:
         prompt = body.prompt
-    first, rest = await _first_then_rest(request, state.generate(
+    noted: list[TokenLogprob] = []  # the answer's log-probabilities, when not streamed
+    first, rest = await _first_then_rest(request, _noting_logprobs(state.generate(
         prompt, params, requester(request, body.user), persona, model=model_id,
-        keep_alive=body.keep_alive_seconds()))
+        keep_alive=body.keep_alive_seconds()), noted))
     rid, created, model = f"cmpl-{uuid.uuid4().hex}", int(time.time()), body.model or \
         model_id
+    logprobs = _CompletionLogprobs(params.logprobs is not None)
     if not body.stream:
         text, done = await unless_disconnected(request, _collect(first, rest))
         return JSONResponse({
             "id": rid, "object": "text_completion", "created": created, "model": model,
-            "choices": [{"index": 0, "text": text, "logprobs": None,
+            "choices": [{"index": 0, "text": text, "logprobs": logprobs(noted),
                          "finish_reason": _finish(done)}], "usage": _usage(done)})
 
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
-    def chunk(text: str, finish: str | None = None) -> dict[str, Any]:
+    def chunk(text: str, finish: str | None = None,
+              records: Sequence[TokenLogprob] = ()) -> dict[str, Any]:
         return {"id": rid, "object": "text_completion", "created": created, "model": model,
-                "choices": [{"index": 0, "text": text, "logprobs": None,
+                "choices": [{"index": 0, "text": text, "logprobs": logprobs(records),
                              "finish_reason": finish}]}
 
     async def sse() -> AsyncIterator[str]:
@@ -261,7 +361,7 @@ async def completions(body: CompletionRequest, state: State,
                 yield _sse(event)
                 return
             if not isinstance(event, Done):
-                yield _sse(chunk(event.text))
+                yield _sse(chunk(event.text, records=event.logprobs))
                 continue
             yield _sse(chunk("", _finish(event)))
             if include_usage:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, overload
 
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
@@ -31,7 +31,8 @@ from chinwag.server.metrics import Metrics
 from chinwag.server.queue import BACKGROUND, GenerationQueue
 from chinwag.settings import Settings
 from chinwag.store import Conversation, Store
-from chinwag.types import Done, Event, EventStream, SamplingParams
+from chinwag.tools import ToolRequest
+from chinwag.types import ChatEvent, Done, Event, SamplingParams
 
 log = logging.getLogger("chinwag.server")
 
@@ -235,14 +236,26 @@ class ServerState:
         persona = self.personas[model]
         return persona, self.model_of(persona)
 
+    @overload
+    def generate(self, prompt: str | Prompt, params: SamplingParams, who: str = "",
+                 persona: Persona | None = None, *, model: str | None = None,
+                 keep_alive: float | None = None, tools: None = None
+                 ) -> AsyncIterator[Event]: ...
+
+    @overload
+    def generate(self, prompt: Prompt, params: SamplingParams, who: str = "",
+                 persona: Persona | None = None, *, model: str | None = None,
+                 keep_alive: float | None = None, tools: ToolRequest
+                 ) -> AsyncIterator[ChatEvent]: ...
+
     async def generate(self, prompt: str | Prompt, params: SamplingParams,
                        who: str = "", persona: Persona | None = None, *,
-                       model: str | None = None,
-                       keep_alive: float | None = None) -> AsyncIterator[Event]:
-        """Stream a raw completion of text, or the reply to a rendered chat, through the
-        queue (in ``who``'s line, see ``requester``) of the LLM the request runs on
-        (``model_of``: loaded first if need be, and held until the stream ends), recording
-        metrics when it ends.
+                       model: str | None = None, keep_alive: float | None = None,
+                       tools: ToolRequest | None = None) -> AsyncIterator[ChatEvent]:
+        """Stream a raw completion of text, or the reply to a rendered chat (with ``tools``:
+        ``LanguageBackend.generate_tools``, a text or a call), through the queue (in ``who``'s
+        line, see ``requester``) of the LLM the request runs on (``model_of``: loaded first
+        if need be, and held until the stream ends), recording metrics when it ends.
 
         Raises:
             UnknownModel, ModelLoadFailed, Overloaded: see ``ModelRegistry.acquire``.
@@ -251,8 +264,10 @@ class ServerState:
         found = self.model_of(persona, model)
         backend, queue = self.handles[found], self.queues[found]
 
-        def start() -> EventStream:
+        def start() -> Iterator[ChatEvent]:
             if isinstance(prompt, Prompt):
+                if tools is not None:
+                    return backend.generate_tools(prompt, params, tools)
                 return backend.generate_chat(prompt, params)
             return backend.generate(prompt, params)
 
