@@ -154,7 +154,9 @@ def test_a_state_restored_from_ram_continues_exactly_as_the_live_cells(
         model: LlamaModel, turns: tuple[list[int], list[int], list[int]]) -> None:
     """One slot: another prompt overwrites turn 1's cells, which go to RAM; turn 2 restores
     them and gives token for token what the slot that kept them gave (the cells are the same
-    bytes), and what computing everything again gives."""
+    bytes), and the first token that computing everything again gives (later ones may differ:
+    as llama.cpp warns, logits are not bit-identical across batch shapes, and a build without
+    AMX kernels shows it here)."""
     second, from_slot, answer = turns
     engine = cached_engine(model, None)
     fresh = Engine(model, n_ctx=1024, n_threads=2)
@@ -165,7 +167,7 @@ def test_a_state_restored_from_ram_continues_exactly_as_the_live_cells(
         out, source, n_cached = greedy(engine, second)
         assert source == "ram" and n_cached >= 600 + len(answer) - 1
         assert out == from_slot
-        assert greedy(fresh, second)[0] == out
+        assert greedy(fresh, second)[0][0] == out[0]
         assert engine.stats.hits_ram == 1
     finally:
         engine.close()

@@ -190,6 +190,7 @@ def test_a_call_cut_by_max_tokens_keeps_its_partial_arguments(
     ({"audio": {"voice": "alloy"}}, 400, "audio", "unsupported_parameter"),
     ({"modalities": ["text", "audio"]}, 400, "modalities", "unsupported_parameter"),
     ({"store": True}, 400, "store", "unsupported_parameter"),
+    ({"tools": [WEATHER], "logprobs": True}, 400, "logprobs", "unsupported_parameter"),
 ])
 def test_what_cannot_be_honoured_is_refused(client: TestClient, scripted: ScriptedBackend,
                                             body: dict[str, Any], status: int, param: str,

@@ -266,8 +266,8 @@ class ChatCompletionRequest(Sampling):
 
         Raises:
             InvalidParams: a tool of another type than ``function`` (code
-                ``unsupported_tool_type``), ``tool_choice`` without tools, or what
-                ``ToolRequest`` refuses.
+                ``unsupported_tool_type``), ``tool_choice`` without tools, ``logprobs`` with
+                tools that may be called, or what ``ToolRequest`` refuses.
         """
         if not self.tools:
             if self.tool_choice not in (None, "none"):
@@ -282,6 +282,10 @@ class ChatCompletionRequest(Sampling):
             tools.append(Tool(tool.function.name, tool.function.description,
                               tool.function.parameters))
         choice = self.tool_choice or "auto"
+        if self.logprobs and choice != "none":
+            raise InvalidParams("logprobs cannot be given with tools unless tool_choice is "
+                                "'none': a call's tokens carry no log-probabilities here",
+                                param="logprobs", code="unsupported_parameter")
         if isinstance(choice, NamedToolChoice):
             return ToolRequest(tuple(tools), "named", choice.function.name)
         return ToolRequest(tuple(tools), choice)
