@@ -6,9 +6,12 @@ PYTHON ?= python3
 # llama.cpp is built for this CPU (GGML_NATIVE), but without its AMX kernels: on a CPU that
 # reports AMX under a kernel or VM that does not give processes the AMX state, they crash
 # (SIGSEGV in ggml_backend_amx_mul_mat, seen on a Sapphire Rapids VM of this project's CI kind).
+# (x86-64 flags: other CPUs have no AMX and their compilers no such options)
+ifeq ($(shell uname -m),x86_64)
 AMX_OFF := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
 export CFLAGS += $(AMX_OFF)
 export CXXFLAGS += $(AMX_OFF)
+endif
 VENV ?= .venv
 PY := $(VENV)/bin/python
 RUN_STAMP := $(VENV)/.chinwag-run
