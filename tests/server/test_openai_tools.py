@@ -191,6 +191,9 @@ def test_a_call_cut_by_max_tokens_keeps_its_partial_arguments(
     ({"modalities": ["text", "audio"]}, 400, "modalities", "unsupported_parameter"),
     ({"store": True}, 400, "store", "unsupported_parameter"),
     ({"tools": [WEATHER], "logprobs": True}, 400, "logprobs", "unsupported_parameter"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"schema": {
+        "type": "object", "properties": {"a": {"type": "string", "format": "x-phone"}}}}}},
+     400, "response_format", "invalid_schema"),
 ])
 def test_what_cannot_be_honoured_is_refused(client: TestClient, scripted: ScriptedBackend,
                                             body: dict[str, Any], status: int, param: str,

@@ -106,10 +106,15 @@ class _CompletionLogprobs:
                 "text_offset": offsets}
 
 
-async def _noting_logprobs(events: AsyncIterator[E], into: list[TokenLogprob]
-                           ) -> AsyncIterator[E]:
+def _noting_logprobs(events: AsyncIterator[E], into: list[TokenLogprob],
+                     wanted: bool) -> AsyncIterator[E]:
     """``events`` as they come, the log-probability records of their token events added to
-    ``into`` on the way (for an answer that is not streamed)."""
+    ``into`` on the way (for an answer that is not streamed); ``events`` itself, with no
+    extra step per event, when no log-probabilities were asked for."""
+    return _noting(events, into) if wanted else events
+
+
+async def _noting(events: AsyncIterator[E], into: list[TokenLogprob]) -> AsyncIterator[E]:
     try:
         async for event in events:
             if isinstance(event, TokenEvent):
@@ -254,7 +259,8 @@ async def chat_completions(body: ChatCompletionRequest, state: State, request: R
                 yield event
 
     noted: list[TokenLogprob] = []  # the answer's log-probabilities, when not streamed
-    first, rest = await _first_then_rest(request, _noting_logprobs(_tidy(events()), noted))
+    first, rest = await _first_then_rest(request, _noting_logprobs(
+        _tidy(events()), noted, params.logprobs is not None and not body.stream))
     turn, gathered = prepared["turn"], prepared["gathered"]
     rid, created, model = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), body.model or \
         model_id
@@ -336,7 +342,8 @@ async def completions(body: CompletionRequest, state: State,
     noted: list[TokenLogprob] = []  # the answer's log-probabilities, when not streamed
     first, rest = await _first_then_rest(request, _noting_logprobs(state.generate(
         prompt, params, requester(request, body.user), persona, model=model_id,
-        keep_alive=body.keep_alive_seconds()), noted))
+        keep_alive=body.keep_alive_seconds()), noted,
+        params.logprobs is not None and not body.stream))
     rid, created, model = f"cmpl-{uuid.uuid4().hex}", int(time.time()), body.model or \
         model_id
     logprobs = _CompletionLogprobs(params.logprobs is not None)
