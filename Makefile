@@ -14,6 +14,12 @@ export CXXFLAGS += $(AMX_OFF)
 endif
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# llama-cpp-python is built once into a folder named for the version and the flags, and installed
+# from there: pip's own wheel cache is keyed by the source only, so a wheel built earlier with other
+# flags (the AMX kernels in) would otherwise be reused without a word.
+LLAMA_VERSION := $(shell sed -n 's/^ *"llama-cpp-python==\([^"]*\)".*/\1/p' pyproject.toml)
+LLAMA_WHEELS ?= $(HOME)/.cache/chinwag-wheels/llama-cpp-python-$(LLAMA_VERSION)$(if $(AMX_OFF),-noamx)
+LLAMA_WHEEL := $(LLAMA_WHEELS)/.built
 RUN_STAMP := $(VENV)/.chinwag-run
 TEST_STAMP := $(VENV)/.chinwag-test
 ARGS ?=
@@ -25,13 +31,21 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(RUN_STAMP): pyproject.toml | $(PY)
-	@echo "Installing chinwag into $(VENV) (the first time, llama.cpp compiles: a few minutes)..."
+$(LLAMA_WHEEL): | $(PY)
+	@echo "Compiling llama-cpp-python $(LLAMA_VERSION) into $(LLAMA_WHEELS) (once: a few minutes)..."
+	$(PY) -m pip wheel --progress-bar off --no-cache-dir --no-deps --no-binary llama-cpp-python \
+		-w $(LLAMA_WHEELS) llama-cpp-python==$(LLAMA_VERSION)
+	touch $@
+
+$(RUN_STAMP): pyproject.toml $(LLAMA_WHEEL) | $(PY)
+	@echo "Installing chinwag into $(VENV)..."
+	$(PY) -m pip install --progress-bar off $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
 	$(PY) -m pip install --progress-bar off -e .
 	touch $@
 
-$(TEST_STAMP): pyproject.toml | $(PY)
-	@echo "Installing chinwag and test tools into $(VENV) (the first time, llama.cpp compiles: a few minutes)..."
+$(TEST_STAMP): pyproject.toml $(LLAMA_WHEEL) | $(PY)
+	@echo "Installing chinwag and test tools into $(VENV)..."
+	$(PY) -m pip install --progress-bar off $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
 	$(PY) -m pip install --progress-bar off -e '.[test]'
 	touch $@ $(RUN_STAMP)
 
