@@ -23,7 +23,7 @@ from chinwag.backends.scripted import ScriptedBackend
 from chinwag.settings import Settings
 from support.pages import PageServer, serve, stop
 
-ENV_PREFIXES = ("CHINWAG_", "LLM_")
+ENV_PREFIXES = ("CHINWAG_", "LLM_", "SLACK_", "DISCORD_", "TEAMS_")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -82,7 +82,7 @@ def start_server(tmp: Path, *args: str, env: dict[str, str] | None = None) -> Se
     """Start ``chinwag serve`` and wait until ``/health`` answers (at most 120 s)."""
     port = free_port()
     log = tmp / f"server-{port}.log"
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("CHINWAG_", "LLM_"))}
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIXES)}
     full_env.update(env or {})
     with log.open("wb") as out:
         process = subprocess.Popen(

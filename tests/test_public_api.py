@@ -12,7 +12,8 @@ from chinwag import errors
 
 EXPECTED = {
     "BackendAuthError", "BackendError", "BackendRateLimited", "BackendRejected",
-    "BackendServerError", "BackendUnreachable", "BadExport", "BatchFinished", "BatchNotFound",
+    "BackendServerError", "BackendUnreachable", "BadExport", "BadSignature", "BatchFinished",
+    "BatchNotFound",
     "Cancelled", "Capabilities",
     "Chatbot", "ChinwagError", "Choice", "ConfigError", "ContextOverflow", "Conversation",
     "ConversationNotFound", "DefinitionError", "DocumentNotFound", "Done",
@@ -22,7 +23,8 @@ EXPECTED = {
     "LanguageBackend", "LlamaCppBackend", "Message", "ModelError", "ModelInfo", "ModelLoadError",
     "ModelLoadFailed",
     "ModelNotFound", "NPCBusy", "OpenAIBackend", "OutputInvalid", "Overloaded", "Persona",
-    "PersonaError", "Prompt", "Reply", "Tool", "ToolArguments", "ToolCall", "ToolCallStart",
+    "PersonaError", "PlatformError", "Prompt", "Reply", "Tool", "ToolArguments", "ToolCall",
+    "ToolCallStart",
     "ToolDecision", "ToolRequest", "UpstreamIgnoredTools",
     "RemoteError", "SamplingParams", "SchemaError", "ScriptedBackend", "Settings", "SourceError",
     "Speakers", "Store", "StoreCorrupt", "StoreError", "StoreVersionError", "TokenEvent",

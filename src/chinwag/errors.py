@@ -42,7 +42,9 @@ server) translate these classes, and only these, into messages and status codes:
     ├── FileTooLarge                an upload over max_file_bytes
     ├── BatchFinished               cancelling a batch that has already ended
     ├── Cancelled                   generation stopped by the caller (Ctrl-C, a closed stream)
-    └── NPCBusy                     an NPC still answering the player talking (on_busy: reject)
+    ├── NPCBusy                     an NPC still answering the player talking (on_busy: reject)
+    ├── BadSignature                a platform hook's request unsigned, wrongly signed or stale
+    └── PlatformError               Slack's or Discord's API refused a call, or never answered
 """
 
 from __future__ import annotations
@@ -411,3 +413,15 @@ class NPCBusy(ChinwagError):
         super().__init__(f"{npc} is still answering {player}; wait for the reply or cancel it")
         self.npc = npc
         self.player = player
+
+
+class BadSignature(ChinwagError):
+    """A request to a platform hook (``/hooks/slack``, ``/hooks/discord``, ``/hooks/teams``)
+    that is unsigned, wrongly signed or stale (HTTP 401). The message says which, and never
+    repeats anything of the request."""
+
+
+class PlatformError(ChinwagError):
+    """A chat platform's API (Slack's ``chat.postMessage``, Discord's interaction webhooks and
+    commands) refused a call, or gave no answer on any try; the message names the call and
+    the platform's status or error."""

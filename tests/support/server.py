@@ -17,6 +17,23 @@ def metric(url: str, name: str) -> float:
     raise AssertionError(f"{name} not in {url}/metrics")
 
 
+class Client(Protocol):
+    """Something that GETs a path of a server (the ``TestClient``)."""
+
+    def get(self, url: str) -> Any: ...
+
+
+def hook_events(client: Client, platform: str, outcome: str) -> float:
+    """``chinwag_hook_events_total`` of ``platform`` and ``outcome`` in an in-process app's
+    ``/metrics`` (0 before the first)."""
+    sample = f'chinwag_hook_events_total{{outcome="{outcome}",platform="{platform}"}}'
+    for line in client.get("/metrics").text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name == sample:
+            return float(value)
+    return 0.0
+
+
 class Reply(Protocol):
     """An HTTP response (httpx's, or the ``TestClient``'s)."""
 

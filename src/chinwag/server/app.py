@@ -5,8 +5,8 @@ text-generation-webui's legacy API (``textgen_api``), ``/health`` and ``/metrics
 (``ops_api``), the models loaded on demand (``models_api``), stored conversations
 (``conversations_api``) and the chat page's turns in them (``chat_api``), knowledge sources
 (``sources_api``), fact collections and ``/v1/embeddings`` (``knowledge_api``), OpenAI's
-Files and Batches APIs (``files_api``, ``batches_api``), and the web page at ``/``
-(``static/``).
+Files and Batches APIs (``files_api``, ``batches_api``), the Slack, Discord and Teams hooks
+whose secrets are set (``hooks``), and the web page at ``/`` (``static/``).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from chinwag.server import (
     chat_api,
     conversations_api,
     files_api,
+    hooks,
     knowledge_api,
     models_api,
     npc_api,
@@ -149,11 +150,17 @@ def create_app(settings: Settings, backend: LanguageBackend | None = None, *,
         state = ServerState.build(settings, backend or load_backend(settings),
                                   resident=not closing)
         app.state.chinwag = state
+        try:
+            app.state.hooks = hooks.start(state)
+        except BaseException:
+            await state.close(close_backend=closing)
+            raise
         await state.start(app if run_batches else None)
         try:
             yield
         finally:
             await state.close(close_backend=closing)
+            await app.state.hooks.close()
 
     app = FastAPI(title="chinwag", summary="LLM chatbots: personas on a local model",
                   lifespan=lifespan)
@@ -170,6 +177,8 @@ def create_app(settings: Settings, backend: LanguageBackend | None = None, *,
     app.include_router(chat_api.router)
     app.include_router(files_api.router)
     app.include_router(batches_api.router)
+    for router in hooks.routers(settings):
+        app.include_router(router)
     if STATIC.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

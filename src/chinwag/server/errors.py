@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from chinwag.errors import (
     BackendError,
     BadExport,
+    BadSignature,
     BatchFinished,
     BatchNotFound,
     Cancelled,
@@ -33,6 +34,7 @@ from chinwag.errors import (
     NPCBusy,
     OutputInvalid,
     Overloaded,
+    PlatformError,
     RemoteError,
     SchemaError,
     SourceError,
@@ -97,6 +99,10 @@ def from_chinwag(e: ChinwagError) -> APIError:
         return APIError(400, str(e), param="document", code="invalid_export")
     if isinstance(e, FetchError):  # a source the caller named could not be used: its code says why
         return APIError(422, str(e), param="url", code=e.code)
+    if isinstance(e, PlatformError):
+        return APIError(502, str(e), type="server_error", code="platform_error")
+    if isinstance(e, BadSignature):
+        return APIError(401, str(e), code="invalid_signature")
     if isinstance(e, NPCBusy):
         return APIError(409, str(e), param="player", code="npc_busy")
     if isinstance(e, Cancelled):  # stopped by another request (POST /npc/{persona}/cancel)

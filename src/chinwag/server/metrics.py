@@ -33,6 +33,8 @@ class Metrics:
       ``chinwag_model_load_seconds{model}`` (histogram),
       ``chinwag_model_unloads_total{model,reason="max_models|memory|idle|request|shutdown"}``,
       ``chinwag_model_loaded{model}`` (1 while loaded): the models loaded on demand
+    - ``chinwag_hook_events_total{platform="slack|discord|teams",outcome="answered|failed|
+      duplicate|ignored|refused"}``: the platform hooks' requests
 
     Args:
         cache_stats: returns the backend's prompt-cache counters
@@ -74,6 +76,9 @@ class Metrics:
                                      "memory, idle)", ["model", "reason"], registry=r)
         self.models_loaded = Gauge("chinwag_model_loaded", "1 while the model is loaded",
                                    ["model"], registry=r)
+        self.hook_events = Counter(
+            "chinwag_hook_events", "Slack, Discord and Teams events by outcome (answered, "
+            "failed, duplicate, ignored, refused)", ["platform", "outcome"], registry=r)
 
     def model_loaded(self, model: str, seconds: float) -> None:
         """``model`` was loaded in ``seconds``."""

@@ -308,6 +308,15 @@ class ServerState:
                                                                                  user),
                        knowledge=self.knowledge)
 
+    def chatbot_in(self, persona: Persona, user: str | None,
+                   conversation: Conversation) -> Chatbot:
+        """A chatbot for a stored conversation (an NPC's memory of a player, a person's in a
+        Slack thread), running on the persona's model, calling its person ``user`` in the
+        prompt (a display name; None: the persona's ``user_name``) whatever the
+        conversation's user id (``npc.ChatbotFactory``)."""
+        return Chatbot(self.model_for(persona)[0], persona, user=user, store=self.store,
+                       conversation=conversation, knowledge=self.knowledge)
+
     async def chat_turn(self, chatbot: Chatbot, text: str, who: str = "", *,
                         status: Callable[[str], Awaitable[None]] | None = None,
                         on_source_error: OnSourceError | None = None,
@@ -371,15 +380,8 @@ class ServerState:
         ``chat_turn``, its memory is in the server's database."""
         found = self.npcs.get((persona.name, npc_id))
         if found is None:
-            backend = self.model_for(persona)[0]
-
-            def chatbot(persona: Persona, user: str | None,
-                        conversation: Conversation) -> Chatbot:
-                return Chatbot(backend, persona, user=user, store=self.store,
-                               conversation=conversation, knowledge=self.knowledge)
-
             found = self.npcs[(persona.name, npc_id)] = NPC(
-                persona, chatbot, self.store, npc_id=npc_id, runner=self.chat_turn)
+                persona, self.chatbot_in, self.store, npc_id=npc_id, runner=self.chat_turn)
         return found
 
     def _turn_lock(self, conversation: str) -> asyncio.Lock:

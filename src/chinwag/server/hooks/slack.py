@@ -1,0 +1,139 @@
+"""``POST /hooks/slack``: a Slack app's Events API (on when ``slack_signing_secret`` is set).
+
+Slack (https://api.slack.com/apis/events-api) POSTs each event as JSON, signed with the app's
+signing secret, and wants a 2xx within 3 seconds, else it sends the event again (up to three
+times, with ``X-Slack-Retry-Num``). So:
+
+- ``url_verification`` (when the request URL is entered) is answered with its ``challenge``;
+- an ``app_mention``, or a direct message (``message`` in an ``im`` channel), is acknowledged at
+  once; the persona's answer is then posted with ``chat.postMessage`` in the message's thread
+  (a mention outside a thread starts one; a direct message outside a thread is answered in
+  the conversation itself);
+- an event seen before (by ``event_id``) is acknowledged and not answered again;
+- messages from bots (this one included) and every other event type are acknowledged and
+  ignored.
+
+The person is ``slack:{team}:{user}``; the conversation is theirs in the thread (a direct
+message outside a thread: in the channel).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from chinwag.errors import BadSignature, PlatformError
+from chinwag.server.hooks.signatures import verify_slack
+from chinwag.server.hooks.turns import Hooks, hooks_of, split_text
+
+router = APIRouter()
+PLATFORM = "slack"
+LIMIT = 3000
+"""Characters per posted message (Slack advises under 4,000 and cuts at 40,000)."""
+_MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
+
+
+def escape(text: str) -> str:
+    """Text for Slack's ``text`` field: ``&``, ``<`` and ``>`` escaped, as Slack requires
+    (https://api.slack.com/reference/surfaces/formatting#escaping), so that a model's answer
+    cannot mention ``<!channel>`` or make links."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def question(text: str) -> str:
+    """A message's text without the mentions in it (``<@U123>``), and without the escapes
+    Slack puts in."""
+    text = _MENTION.sub("", text)
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&").strip()
+
+
+def _wanted(event: dict[str, Any], bot_user: str | None) -> bool:
+    """A mention or a direct message from a person (no bot, no edit or other subtype)."""
+    if event.get("bot_id") or event.get("subtype") or not event.get("user"):
+        return False
+    if bot_user is not None and event.get("user") == bot_user:
+        return False
+    if event.get("type") == "app_mention":
+        return True
+    return event.get("type") == "message" and event.get("channel_type") == "im"
+
+
+@router.post("/hooks/slack", include_in_schema=False)
+async def slack_events(request: Request) -> Response:
+    """Slack's events, answered as the module docstring says (401 when the signature or its
+    timestamp is wrong)."""
+    hooks = hooks_of(request)
+    settings = hooks.state.settings
+    body = await request.body()
+    secret = settings.slack_signing_secret
+    assert secret is not None  # the route exists only when it is set
+    try:
+        verify_slack(secret.get_secret_value(), request.headers, body, time.time())
+    except BadSignature:
+        hooks.count(PLATFORM, "refused")
+        raise
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        payload = None
+    if not isinstance(payload, dict):  # a form (slash command, interactivity): not ours
+        hooks.count(PLATFORM, "ignored")
+        return Response(status_code=200)
+    if payload.get("type") == "url_verification":
+        return JSONResponse({"challenge": str(payload.get("challenge", ""))})
+    event = payload.get("event")
+    if payload.get("type") != "event_callback" or not isinstance(event, dict):
+        hooks.count(PLATFORM, "ignored")
+        return Response(status_code=200)
+    if not hooks.seen.first(f"{PLATFORM}:{payload.get('event_id') or event.get('ts')}"):
+        hooks.count(PLATFORM, "duplicate")
+        return Response(status_code=200)
+    authorizations = payload.get("authorizations") or [{}]
+    bot_user = authorizations[0].get("user_id") if isinstance(authorizations[0], dict) else None
+    text = question(str(event.get("text", "")))
+    if not _wanted(event, bot_user) or not text:
+        hooks.count(PLATFORM, "ignored")
+        return Response(status_code=200)
+    team = payload.get("team_id") or event.get("team") or "-"
+    channel = str(event.get("channel", ""))
+    thread = event.get("thread_ts") or (event.get("ts") if event.get("type") == "app_mention"
+                                        else None)
+    user = f"{PLATFORM}:{team}:{event['user']}"
+    scope = f"{PLATFORM}:{channel}:{thread}" if thread else f"{PLATFORM}:{channel}"
+    persona = hooks.persona(settings.slack_persona)
+
+    async def post(reply: str) -> None:
+        await _post(hooks, channel, thread, reply)
+
+    hooks.background(hooks.answer(PLATFORM, persona, user, scope, text, post))
+    return Response(status_code=200)
+
+
+async def _post(hooks: Hooks, channel: str, thread: str | None, reply: str) -> None:
+    """Post ``reply`` in ``channel`` (in ``thread`` when given) with ``chat.postMessage``.
+
+    Raises:
+        PlatformError: Slack did not take it (``"ok": false`` and its ``error``, or HTTP).
+    """
+    settings = hooks.state.settings
+    token = settings.slack_bot_token
+    assert token is not None  # checked at start (check_settings)
+    client = hooks.client(PLATFORM, settings.slack_api_url,
+                          {"Authorization": f"Bearer {token.get_secret_value()}"})
+    for piece in split_text(reply, LIMIT):
+        message: dict[str, Any] = {"channel": channel, "text": escape(piece)}
+        if thread:
+            message["thread_ts"] = thread
+        response = await client.call("POST", "chat.postMessage", message)
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = {}
+        if response.status_code != 200 or not answer.get("ok"):
+            raise PlatformError(f"chat.postMessage: HTTP {response.status_code}, "
+                                f"{answer.get('error', 'no ok')}")

@@ -1,0 +1,210 @@
+"""What the three platform hooks share: a platform's message as a chat turn, answered now or
+in the background, events seen once, long answers cut for a platform's limit.
+
+A message becomes a normal chat turn of the persona, through ``ServerState.chat_turn`` like
+every other route (the person's line in the fairness queue, metrics, the conversation's lock):
+the conversation is the person's (``user``, e.g. ``slack:{team}:{user}``) in a thread or
+channel (the store's ``scope``, e.g. ``slack:{channel}:{thread}``), so two people in one
+channel, or one person in two threads, are remembered apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from chinwag.chat.persona import Persona
+from chinwag.errors import PlatformError
+from chinwag.server.hooks.platform import PlatformClient
+from chinwag.server.state import ServerState
+
+log = logging.getLogger("chinwag.hooks")
+
+APOLOGY = "Sorry, I could not answer that just now. Please try again in a while."
+"""Posted in the thread when generating an answer failed (the error goes to the log)."""
+EMPTY = "…"
+"""Posted when the model answered nothing (platforms refuse empty messages)."""
+
+
+@dataclass(frozen=True)
+class Said:
+    """A persona's answer to one platform message.
+
+    Attributes:
+        text: the answer, stripped (may be empty).
+        conversation_id: the stored conversation it went into.
+        cut: the answer was stopped by a time limit before its end (Teams).
+    """
+
+    text: str
+    conversation_id: str | None
+    cut: bool = False
+
+
+class SeenEvents:
+    """Event ids seen in the last ``keep`` seconds (at most ``size``, oldest forgotten
+    first), so that an event a platform sends again (Slack retries when it thinks an answer
+    was lost) is answered once.
+
+    Args:
+        keep: seconds an id is remembered (Slack retries within about five minutes).
+        size: most ids remembered.
+        clock: monotonic seconds.
+    """
+
+    def __init__(self, keep: float = 3600.0, size: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.keep, self.size, self.clock = keep, size, clock
+        self._seen: OrderedDict[str, float] = OrderedDict()
+
+    def first(self, event_id: str) -> bool:
+        """True the first time ``event_id`` is seen (within ``keep``), False after."""
+        now = self.clock()
+        while self._seen and (len(self._seen) >= self.size
+                              or next(iter(self._seen.values())) < now - self.keep):
+            self._seen.popitem(last=False)
+        if event_id in self._seen:
+            return False
+        self._seen[event_id] = now
+        return True
+
+
+@dataclass
+class Hooks:
+    """The hooks' part of a running server (in ``app.state.hooks``).
+
+    Attributes:
+        state: the server's state.
+        seen: the event ids answered already.
+        clients: each platform's API client, by platform name, made on first use.
+    """
+
+    state: ServerState
+    seen: SeenEvents = field(default_factory=SeenEvents)
+    clients: dict[str, PlatformClient] = field(default_factory=dict)
+
+    def client(self, platform: str, base_url: str, headers: dict[str, str]) -> PlatformClient:
+        """The API client of ``platform`` (made the first time it is asked for)."""
+        found = self.clients.get(platform)
+        if found is None:
+            found = self.clients[platform] = PlatformClient(base_url, headers)
+        return found
+
+    def count(self, platform: str, outcome: str) -> None:
+        """Count one event of ``platform`` in ``/metrics``."""
+        self.state.metrics.hook_events.labels(platform, outcome).inc()
+
+    def persona(self, name: str | None) -> Persona:
+        """The persona a platform's setting names (None: the server's ``persona``).
+
+        Raises:
+            UnknownPersona: no persona has that name.
+        """
+        return self.state.persona(name or self.state.settings.persona)
+
+    async def say(self, persona: Persona, user: str, scope: str, text: str, *,
+                  name: str | None = None, within: float | None = None) -> Said:
+        """The persona's answer to ``text`` from ``user`` in the conversation of ``scope``
+        (see the module docstring), calling the person ``name`` in the prompt (their display
+        name on the platform, ``speaker``; None: the persona's ``user_name``). ``within``:
+        seconds the whole turn may take, waiting in the queue included; when they are up,
+        the generation is cancelled and what was generated so far is the answer, with
+        ``cut`` set.
+
+        Raises:
+            ChinwagError: what the turn raises (``ServerState.chat_turn``), logged first with
+                the conversation's id.
+        """
+        chatbot = None
+        pieces: list[str] = []
+        try:
+            conversation = await run_in_threadpool(self.state.store.conversation_for,
+                                                   persona.name, user, scope=scope)
+            chatbot = self.state.chatbot_in(persona, speaker(name), conversation)
+            async with asyncio.timeout(within):
+                async for piece in self.state.chat_turn(chatbot, text, f"user:{user}"):
+                    pieces.append(piece)
+        except TimeoutError:
+            assert chatbot is not None
+            return Said("".join(pieces).strip(), chatbot.conversation_id, cut=True)
+        except Exception as e:
+            log.error("the answer to %s in conversation %s failed: %s: %s", user,
+                      chatbot.conversation_id if chatbot is not None else "(none)",
+                      type(e).__name__, e)
+            raise
+        return Said("".join(pieces).strip(), chatbot.conversation_id)
+
+    async def answer(self, platform: str, persona: Persona, user: str, scope: str, text: str,
+                     deliver: Callable[[str], Awaitable[None]], *,
+                     name: str | None = None) -> None:
+        """Answer ``text`` (``say``) and hand the answer to ``deliver`` (which posts it to
+        the platform); a failed turn delivers ``APOLOGY`` instead. Never raises: it runs in
+        the background, after the platform has had its acknowledgement."""
+        try:
+            said = await self.say(persona, user, scope, text, name=name)
+            reply, outcome = said.text or EMPTY, "answered"
+        except Exception:
+            reply, outcome = APOLOGY, "failed"
+        try:
+            await deliver(reply)
+        except PlatformError as e:
+            log.error("%s: posting the answer to %s failed: %s", platform, user, e)
+            outcome = "failed"
+        self.count(platform, outcome)
+
+    def background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` after the response has gone (the server waits for it when it stops)."""
+        task = asyncio.get_running_loop().create_task(work)
+        self.state.background.add(task)
+        task.add_done_callback(self.state.background.discard)
+
+    async def close(self) -> None:
+        """Close the platforms' clients (after ``ServerState.close``, which waits for the
+        answers still being posted)."""
+        for client in self.clients.values():
+            await client.close()
+        self.clients.clear()
+
+
+def speaker(name: object) -> str | None:
+    """A platform's display name as a name in the prompt: one line, no colon (a transcript's
+    speaker), at most 40 characters; None when nothing is left (the persona's
+    ``user_name`` is used)."""
+    if not isinstance(name, str):
+        return None
+    cleaned = " ".join(name.replace(":", " ").split())[:40].strip()
+    return cleaned or None
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """``text`` in pieces of at most ``limit`` characters, for platforms that cap a message
+    (Discord: 2,000). Each piece ends at the last line break in it, else the last space, else
+    at the limit; the pieces joined are ``text`` again.
+
+    Raises:
+        ValueError: ``limit`` < 1.
+    """
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    pieces: list[str] = []
+    while len(text) > limit:
+        window = text[:limit]
+        cut = window.rfind("\n") + 1 or window.rfind(" ") + 1 or limit
+        pieces.append(text[:cut])
+        text = text[cut:]
+    if text or not pieces:
+        pieces.append(text)
+    return pieces
+
+
+def hooks_of(request: Any) -> Hooks:
+    """The ``Hooks`` of the app serving ``request``."""
+    hooks: Hooks = request.app.state.hooks
+    return hooks
