@@ -1,11 +1,22 @@
 """The ``chinwag`` command: chat, complete, models, llms, personas, serve, ps, conversations,
-sources, knowledge, batch."""
+sources, knowledge, batch, hooks."""
 
 from __future__ import annotations
 
 import typer
 
-from chinwag.cli import batch, chat, complete, conversations, info, knowledge, ps, serve, sources
+from chinwag.cli import (
+    batch,
+    chat,
+    complete,
+    conversations,
+    hooks,
+    info,
+    knowledge,
+    ps,
+    serve,
+    sources,
+)
 
 app = typer.Typer(name="chinwag", no_args_is_help=True, add_completion=False,
                   help="Chat with LLM personas on a local model.")
@@ -20,6 +31,7 @@ app.add_typer(conversations.app, name="conversations")
 app.add_typer(sources.app, name="sources")
 app.add_typer(knowledge.app, name="knowledge")
 app.add_typer(batch.app, name="batch")
+app.add_typer(hooks.app, name="hooks")
 
 
 def main() -> None:

@@ -96,7 +96,8 @@ async def discord_interactions(request: Request) -> JSONResponse:
     async def post(reply: str) -> None:
         await _edit(hooks, token, reply)
 
-    hooks.background(hooks.answer(PLATFORM, persona, user, scope, prompt, post))
+    hooks.background(hooks.answer(PLATFORM, persona, user, scope, prompt, post,
+                                  name=person.get("global_name") or person.get("username")))
     return JSONResponse({"type": DEFERRED})
 
 

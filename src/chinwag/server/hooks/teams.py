@@ -32,13 +32,16 @@ PLATFORM = "teams"
 
 def question(text: str) -> str:
     """An activity's text as plain words: the ``<at>name</at>`` mentions dropped, the HTML
-    Teams sends turned into its text."""
+    Teams sends turned into its text (a line per ``<br>``, paragraph or item)."""
     if not text.strip():
         return ""
     root = lxml.html.fragment_fromstring(text, create_parent="div")
-    for mention in root.iter("at"):
+    for mention in list(root.iter("at")):
         mention.drop_tree()
-    return " ".join(root.text_content().split())
+    for element in root.iter("br", "p", "div", "li"):
+        element.tail = "\n" + (element.tail or "")
+    lines = (" ".join(line.split()) for line in root.text_content().splitlines())
+    return "\n".join(line for line in lines if line)
 
 
 def cut_note(seconds: float) -> str:
@@ -82,7 +85,8 @@ async def teams_message(request: Request) -> JSONResponse:
     scope = f"{PLATFORM}:{conversation.get('id') or '-'}"
     persona = hooks.persona(settings.teams_persona)
     try:
-        said = await hooks.say(persona, user, scope, text, within=settings.teams_max_seconds)
+        said = await hooks.say(persona, user, scope, text, name=person.get("name"),
+                               within=settings.teams_max_seconds)
     except Exception:
         hooks.count(PLATFORM, "failed")
         return _message(APOLOGY)
