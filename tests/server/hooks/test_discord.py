@@ -162,3 +162,14 @@ def test_a_key_without_an_application_id_stops_the_start(tmp_path: Any) -> None:
 def test_a_public_key_that_is_not_one_is_refused() -> None:
     with pytest.raises(ValueError, match="64 hex digits"):
         Settings(discord_public_key="abc")
+
+
+def test_interactions_of_the_wrong_shape_are_answered_not_500(
+        app: TestClient, discord: FakeAPI, scripted: ScriptedBackend) -> None:
+    scripted.enqueue("Fine.")
+    assert post(app, {"type": 2, "data": ["ask"]}).json()["type"] == 4
+    assert post(app, {"type": 2, "data": {"name": "ask", "options": "x"}}).json()["type"] == 4
+    odd = {**ask("hello"), "member": ["not", "an", "object"]}
+    assert post(app, odd).json() == {"type": 5}
+    wait_until(lambda: discord.to(ORIGINAL))
+    assert discord.to(ORIGINAL)[0].body["content"] == "Fine."

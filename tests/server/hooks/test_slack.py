@@ -236,3 +236,22 @@ def test_a_secret_without_a_bot_token_stops_the_start(tmp_path: Any) -> None:
         pass
 
 
+
+
+def test_payloads_of_the_wrong_shape_are_acknowledged_not_500(
+        app: TestClient, slack: FakeAPI, scripted: ScriptedBackend) -> None:
+    scripted.enqueue("Still here.")
+    odd = [{"type": "event_callback", "event": "not an object"},
+           {"type": "event_callback", "event_id": "W1", "event": {"type": "app_mention"}},
+           [1, 2, 3], "text", None]
+    for body in odd:
+        raw = json.dumps(body)
+        ts = str(int(time.time()))
+        reply = app.post("/hooks/slack", content=raw, headers={
+            "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": SignatureVerifier(SECRET).generate_signature(
+                timestamp=ts, body=raw)})
+        assert reply.status_code == 200, body
+    mangled = {**mention("<@U0BOT> hi", event_id="W2"), "authorizations": "not a list"}
+    assert post(app, mangled).status_code == 200
+    assert posts(slack)[0]["text"] == "Still here."

@@ -138,3 +138,17 @@ def test_question_drops_mentions_and_html() -> None:
 def test_a_secret_that_is_not_base64_is_refused() -> None:
     with pytest.raises(ValueError, match="base64"):
         Settings(teams_hmac_secret="not base64!")
+
+
+def test_activities_of_the_wrong_shape_are_answered_not_500(
+        make_app: Callable[..., TestClient], scripted: ScriptedBackend, tmp_path: Any) -> None:
+    app = start(make_app, scripted, tmp_path)
+    scripted.enqueue("Fine.")
+    odd = {**activity("hello"), "from": ["x"], "conversation": "y", "channelData": 3}
+    assert post(app, odd).json() == {"type": "message", "text": "Fine."}
+    assert post(app, {"type": "message", "text": 42}).json()["type"] == "message"
+    raw = b"[1, 2]"
+    digest = hmac.new(base64.b64decode(SECRET), raw, hashlib.sha256).digest()
+    reply = app.post("/hooks/teams", content=raw, headers={
+        "Authorization": "HMAC " + base64.b64encode(digest).decode()})
+    assert reply.status_code == 400

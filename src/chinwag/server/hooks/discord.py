@@ -29,7 +29,7 @@ from fastapi.responses import JSONResponse
 from chinwag.errors import BadSignature, ConfigError, InvalidParams, PlatformError
 from chinwag.server.hooks.platform import PlatformClient
 from chinwag.server.hooks.signatures import verify_discord
-from chinwag.server.hooks.turns import Hooks, hooks_of, split_text
+from chinwag.server.hooks.turns import Hooks, fields, hooks_of, split_text
 from chinwag.settings import Settings
 
 router = APIRouter()
@@ -44,7 +44,8 @@ NO_PINGS: dict[str, list[str]] = {"parse": []}
 
 
 def _prompt(data: dict[str, Any]) -> str:
-    for option in data.get("options") or []:
+    options = data.get("options")
+    for option in options if isinstance(options, list) else []:
         if isinstance(option, dict) and option.get("name") == "prompt":
             return str(option.get("value", "")).strip()
     return ""
@@ -74,19 +75,17 @@ async def discord_interactions(request: Request) -> JSONResponse:
         interaction = None
     if not isinstance(interaction, dict):
         raise InvalidParams("the interaction is not a JSON object")
-    kind, data = interaction.get("type"), interaction.get("data") or {}
+    kind, data = interaction.get("type"), fields(interaction.get("data"))
     if kind == PING:
         return JSONResponse({"type": PONG})
-    prompt = _prompt(data) if kind == APPLICATION_COMMAND and isinstance(data, dict) else ""
+    prompt = _prompt(data) if kind == APPLICATION_COMMAND else ""
     if kind != APPLICATION_COMMAND or data.get("name") != COMMAND:
         hooks.count(PLATFORM, "ignored")
         return _only_you(f"I answer /{COMMAND} only.")
     if not prompt:
         hooks.count(PLATFORM, "ignored")
         return _only_you(f"Ask me something: /{COMMAND} prompt:...")
-    member = interaction.get("member") or {}
-    person = (member.get("user") if isinstance(member, dict) else None) \
-        or interaction.get("user") or {}
+    person = fields(fields(interaction.get("member")).get("user") or interaction.get("user"))
     guild = interaction.get("guild_id") or "@me"
     user = f"{PLATFORM}:{guild}:{person.get('id', '?')}"
     scope = f"{PLATFORM}:{interaction.get('channel_id') or guild}"

@@ -29,7 +29,7 @@ from fastapi.responses import JSONResponse
 
 from chinwag.errors import BadSignature, PlatformError
 from chinwag.server.hooks.signatures import verify_slack
-from chinwag.server.hooks.turns import Hooks, hooks_of, split_text
+from chinwag.server.hooks.turns import Hooks, fields, hooks_of, split_text
 
 router = APIRouter()
 PLATFORM = "slack"
@@ -93,8 +93,9 @@ async def slack_events(request: Request) -> Response:
     if not hooks.seen.first(f"{PLATFORM}:{payload.get('event_id') or event.get('ts')}"):
         hooks.count(PLATFORM, "duplicate")
         return Response(status_code=200)
-    authorizations = payload.get("authorizations") or [{}]
-    bot_user = authorizations[0].get("user_id") if isinstance(authorizations[0], dict) else None
+    authorizations = payload.get("authorizations")
+    bot_user = fields(authorizations[0] if isinstance(authorizations, list) and authorizations
+                      else None).get("user_id")
     text = question(str(event.get("text", "")))
     if not _wanted(event, bot_user) or not text:
         hooks.count(PLATFORM, "ignored")

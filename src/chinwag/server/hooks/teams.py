@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse
 
 from chinwag.errors import BadSignature, InvalidParams
 from chinwag.server.hooks.signatures import check_teams_time, verify_teams
-from chinwag.server.hooks.turns import APOLOGY, EMPTY, hooks_of
+from chinwag.server.hooks.turns import APOLOGY, EMPTY, fields, hooks_of
 
 router = APIRouter()
 PLATFORM = "teams"
@@ -77,10 +77,9 @@ async def teams_message(request: Request) -> JSONResponse:
     if activity.get("type") != "message" or not text:
         hooks.count(PLATFORM, "ignored")
         return _message("")
-    person = activity.get("from") or {}
-    conversation = activity.get("conversation") or {}
+    person, conversation = fields(activity.get("from")), fields(activity.get("conversation"))
     tenant = (conversation.get("tenantId")
-              or ((activity.get("channelData") or {}).get("tenant") or {}).get("id") or "-")
+              or fields(fields(activity.get("channelData")).get("tenant")).get("id") or "-")
     user = f"{PLATFORM}:{tenant}:{person.get('aadObjectId') or person.get('id') or '?'}"
     scope = f"{PLATFORM}:{conversation.get('id') or '-'}"
     persona = hooks.persona(settings.teams_persona)

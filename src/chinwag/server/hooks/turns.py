@@ -173,6 +173,12 @@ class Hooks:
         self.clients.clear()
 
 
+def fields(value: object) -> dict[str, Any]:
+    """A JSON object of a platform's payload, or ``{}`` when the field is missing or not an
+    object (a payload's shape is never trusted)."""
+    return value if isinstance(value, dict) else {}
+
+
 def speaker(name: object) -> str | None:
     """A platform's display name as a name in the prompt: one line, no colon (a transcript's
     speaker), at most 40 characters; None when nothing is left (the persona's
