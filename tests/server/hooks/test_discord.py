@@ -173,3 +173,12 @@ def test_interactions_of_the_wrong_shape_are_answered_not_500(
     assert post(app, odd).json() == {"type": 5}
     wait_until(lambda: discord.to(ORIGINAL))
     assert discord.to(ORIGINAL)[0].body["content"] == "Fine."
+
+
+def test_the_token_cannot_leave_the_webhook_path(
+        app: TestClient, discord: FakeAPI, scripted: ScriptedBackend) -> None:
+    scripted.enqueue("Fine.")
+    post(app, ask("hello", token="../../applications/x"))
+    wait_until(lambda: discord.calls)
+    assert discord.calls[0].path == (f"/webhooks/{APP_ID}/..%2F..%2Fapplications%2Fx"
+                                     "/messages/@original")

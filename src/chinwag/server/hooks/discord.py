@@ -18,15 +18,15 @@ conversation is theirs in the channel (a thread is a channel of its own).
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from chinwag.errors import BadSignature, ConfigError, InvalidParams, PlatformError
+from chinwag.errors import ConfigError, InvalidParams, PlatformError
 from chinwag.server.hooks.platform import PlatformClient
 from chinwag.server.hooks.signatures import verify_discord
 from chinwag.server.hooks.turns import Hooks, fields, hooks_of, split_text
@@ -62,17 +62,10 @@ async def discord_interactions(request: Request) -> JSONResponse:
     or its timestamp is wrong, 400 for a body that is not a JSON object)."""
     hooks = hooks_of(request)
     settings = hooks.state.settings
-    body = await request.body()
-    assert settings.discord_public_key is not None  # the route exists only when it is set
-    try:
-        verify_discord(settings.discord_public_key, request.headers, body, time.time())
-    except BadSignature:
-        hooks.count(PLATFORM, "refused")
-        raise
-    try:
-        interaction = json.loads(body)
-    except ValueError:
-        interaction = None
+    public_key = settings.discord_public_key
+    assert public_key is not None  # the route exists only when it is set
+    interaction = await hooks.signed_json(request, PLATFORM, lambda headers, body: verify_discord(
+        public_key, headers, body, time.time()))
     if not isinstance(interaction, dict):
         raise InvalidParams("the interaction is not a JSON object")
     kind, data = interaction.get("type"), fields(interaction.get("data"))
@@ -109,7 +102,7 @@ async def _edit(hooks: Hooks, token: str, reply: str) -> None:
     """
     settings = hooks.state.settings
     client = hooks.client(PLATFORM, settings.discord_api_url, {})
-    hook = f"webhooks/{settings.discord_application_id}/{token}"
+    hook = f"webhooks/{settings.discord_application_id}/{quote(token, safe='')}"
     for i, piece in enumerate(split_text(reply, LIMIT)):
         message = {"content": piece, "allowed_mentions": NO_PINGS}
         response = await (client.call("PATCH", f"{hook}/messages/@original", message) if i == 0

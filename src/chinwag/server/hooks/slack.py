@@ -19,7 +19,6 @@ message outside a thread: in the channel).
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from typing import Any
@@ -27,7 +26,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from chinwag.errors import BadSignature, PlatformError
+from chinwag.errors import PlatformError
 from chinwag.server.hooks.signatures import verify_slack
 from chinwag.server.hooks.turns import Hooks, fields, hooks_of, split_text
 
@@ -69,18 +68,10 @@ async def slack_events(request: Request) -> Response:
     timestamp is wrong)."""
     hooks = hooks_of(request)
     settings = hooks.state.settings
-    body = await request.body()
     secret = settings.slack_signing_secret
     assert secret is not None  # the route exists only when it is set
-    try:
-        verify_slack(secret.get_secret_value(), request.headers, body, time.time())
-    except BadSignature:
-        hooks.count(PLATFORM, "refused")
-        raise
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        payload = None
+    payload = await hooks.signed_json(request, PLATFORM, lambda headers, body: verify_slack(
+        secret.get_secret_value(), headers, body, time.time()))
     if not isinstance(payload, dict):  # a form (slash command, interactivity): not ours
         hooks.count(PLATFORM, "ignored")
         return Response(status_code=200)

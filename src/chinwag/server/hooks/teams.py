@@ -14,9 +14,7 @@ conversation is theirs in the Teams conversation (a channel thread has its own i
 
 from __future__ import annotations
 
-import json
 import time
-from typing import Any
 
 import lxml.html
 from fastapi import APIRouter, Request
@@ -59,20 +57,17 @@ async def teams_message(request: Request) -> JSONResponse:
     activity's timestamp is wrong, 400 for a body that is not a JSON object)."""
     hooks = hooks_of(request)
     settings = hooks.state.settings
-    body = await request.body()
-    assert settings.teams_hmac_secret is not None  # the route exists only when it is set
+    secret = settings.teams_hmac_secret
+    assert secret is not None  # the route exists only when it is set
+    activity = await hooks.signed_json(request, PLATFORM, lambda headers, body: verify_teams(
+        secret.get_secret_value(), headers, body))
+    if not isinstance(activity, dict):
+        raise InvalidParams("the activity is not a JSON object")
     try:
-        verify_teams(settings.teams_hmac_secret.get_secret_value(), request.headers, body)
-        activity: Any = json.loads(body) if body.strip() else None
-        if isinstance(activity, dict):
-            check_teams_time(activity.get("timestamp"), time.time())
+        check_teams_time(activity.get("timestamp"), time.time())
     except BadSignature:
         hooks.count(PLATFORM, "refused")
         raise
-    except ValueError:
-        activity = None
-    if not isinstance(activity, dict):
-        raise InvalidParams("the activity is not a JSON object")
     text = question(str(activity.get("text") or ""))
     if activity.get("type") != "message" or not text:
         hooks.count(PLATFORM, "ignored")

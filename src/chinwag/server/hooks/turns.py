@@ -11,17 +11,19 @@ channel, or one person in two threads, are remembered apart.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
 
 from chinwag.chat.persona import Persona
-from chinwag.errors import PlatformError
+from chinwag.errors import BadSignature, PlatformError
 from chinwag.server.hooks.platform import PlatformClient
 from chinwag.server.state import ServerState
 
@@ -96,6 +98,26 @@ class Hooks:
         if found is None:
             found = self.clients[platform] = PlatformClient(base_url, headers)
         return found
+
+    async def signed_json(self, request: Request, platform: str,
+                          verify: Callable[[Mapping[str, str], bytes], None]) -> Any:
+        """The JSON a platform's request carries, once ``verify`` (a ``signatures`` check,
+        given the headers and the raw body, read first) has passed; None for a body that is
+        not JSON.
+
+        Raises:
+            BadSignature: what ``verify`` raises (counted as ``refused``).
+        """
+        body = await request.body()
+        try:
+            verify(request.headers, body)
+        except BadSignature:
+            self.count(platform, "refused")
+            raise
+        try:
+            return json.loads(body)
+        except ValueError:
+            return None
 
     def count(self, platform: str, outcome: str) -> None:
         """Count one event of ``platform`` in ``/metrics``."""
