@@ -81,7 +81,8 @@ async def slack_events(request: Request) -> Response:
     if payload.get("type") != "event_callback" or not isinstance(event, dict):
         hooks.count(PLATFORM, "ignored")
         return Response(status_code=200)
-    if not hooks.seen.first(f"{PLATFORM}:{payload.get('event_id') or event.get('ts')}"):
+    event_id = payload.get("event_id") or event.get("event_ts") or event.get("ts")
+    if event_id and not hooks.seen.first(f"{PLATFORM}:{event_id}"):
         hooks.count(PLATFORM, "duplicate")
         return Response(status_code=200)
     authorizations = payload.get("authorizations")
@@ -114,7 +115,7 @@ async def _post(hooks: Hooks, channel: str, thread: str | None, reply: str) -> N
     """
     settings = hooks.state.settings
     token = settings.slack_bot_token
-    assert token is not None  # checked at start (check_settings)
+    assert token is not None  # checked at start (hooks.start)
     client = hooks.client(PLATFORM, settings.slack_api_url,
                           {"Authorization": f"Bearer {token.get_secret_value()}"})
     for piece in split_text(reply, LIMIT):

@@ -146,17 +146,17 @@ class Hooks:
         """
         chatbot = None
         pieces: list[str] = []
+        limit = asyncio.timeout(within)
         try:
             conversation = await run_in_threadpool(self.state.store.conversation_for,
                                                    persona.name, user, scope=scope)
             chatbot = self.state.chatbot_in(persona, speaker(name), conversation)
-            async with asyncio.timeout(within):
+            async with limit:
                 async for piece in self.state.chat_turn(chatbot, text, f"user:{user}"):
                     pieces.append(piece)
-        except TimeoutError:
-            assert chatbot is not None
-            return Said("".join(pieces).strip(), chatbot.conversation_id, cut=True)
         except Exception as e:
+            if isinstance(e, TimeoutError) and limit.expired() and chatbot is not None:
+                return Said("".join(pieces).strip(), chatbot.conversation_id, cut=True)
             log.error("the answer to %s in conversation %s failed: %s: %s", user,
                       chatbot.conversation_id if chatbot is not None else "(none)",
                       type(e).__name__, e)
