@@ -16,7 +16,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # llama-cpp-python is built once into a folder named for the version and the flags, and installed
 # from there: pip's own wheel cache is keyed by the source only, so a wheel built earlier with other
-# flags (the AMX kernels in) would otherwise be reused without a word.
+# flags (the AMX kernels in) would otherwise be reused without a word. The wheel replaces any
+# llama-cpp-python already in the venv (one built the old way); its dependencies come with chinwag.
 LLAMA_VERSION := $(shell sed -n 's/^ *"llama-cpp-python==\([^"]*\)".*/\1/p' pyproject.toml)
 LLAMA_WHEELS ?= $(HOME)/.cache/chinwag-wheels/llama-cpp-python-$(LLAMA_VERSION)$(if $(AMX_OFF),-noamx)
 LLAMA_WHEEL := $(LLAMA_WHEELS)/.built
@@ -39,13 +40,15 @@ $(LLAMA_WHEEL): | $(PY)
 
 $(RUN_STAMP): pyproject.toml $(LLAMA_WHEEL) | $(PY)
 	@echo "Installing chinwag into $(VENV)..."
-	$(PY) -m pip install --progress-bar off $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
+	$(PY) -m pip install --progress-bar off --force-reinstall --no-deps \
+		$(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
 	$(PY) -m pip install --progress-bar off -e .
 	touch $@
 
 $(TEST_STAMP): pyproject.toml $(LLAMA_WHEEL) | $(PY)
 	@echo "Installing chinwag and test tools into $(VENV)..."
-	$(PY) -m pip install --progress-bar off $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
+	$(PY) -m pip install --progress-bar off --force-reinstall --no-deps \
+		$(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
 	$(PY) -m pip install --progress-bar off -e '.[test]'
 	touch $@ $(RUN_STAMP)
 

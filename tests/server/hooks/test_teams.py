@@ -152,3 +152,18 @@ def test_activities_of_the_wrong_shape_are_answered_not_500(
     reply = app.post("/hooks/teams", content=raw, headers={
         "Authorization": "HMAC " + base64.b64encode(digest).decode()})
     assert reply.status_code == 400
+
+
+class _TimesOut(ScriptedBackend):
+    """A model whose own call times out (not the hook's time limit)."""
+
+    def generate(self, prompt: str, params: Any) -> Any:
+        raise TimeoutError("the model's own call timed out")
+
+
+def test_a_timeout_inside_the_turn_is_a_failure_not_a_cut(
+        make_app: Callable[..., TestClient], tmp_path: Any) -> None:
+    app = start(make_app, _TimesOut(), tmp_path)
+    reply = post(app, activity("hello"))
+    assert reply.json()["text"].startswith("Sorry")
+    assert hook_events(app, "teams", "failed") == 1
