@@ -51,3 +51,11 @@ def test_a_refusal_by_discord_is_shown(discord: FakeAPI) -> None:
                  env={"DISCORD_BOT_TOKEN": "wrong"})
     assert result.exit_code == 1
     assert "HTTP 401: 401: Unauthorized" in result.output
+
+
+def test_a_refusal_that_is_not_discords_usual_json_is_shown_as_sent(discord: FakeAPI) -> None:
+    discord.default = (400, {}, ["not", "an", "object"])
+    result = run("--application-id", APP_ID, "--api-url", discord.url,
+                 env={"DISCORD_BOT_TOKEN": "t"})
+    assert result.exit_code == 1
+    assert 'HTTP 400: ["not", "an", "object"]' in result.output

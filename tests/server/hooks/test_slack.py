@@ -255,3 +255,13 @@ def test_payloads_of_the_wrong_shape_are_acknowledged_not_500(
     mangled = {**mention("<@U0BOT> hi", event_id="W2"), "authorizations": "not a list"}
     assert post(app, mangled).status_code == 200
     assert posts(slack)[0]["text"] == "Still here."
+
+
+def test_events_without_any_id_are_each_answered(
+        app: TestClient, slack: FakeAPI, scripted: ScriptedBackend) -> None:
+    scripted.enqueue("First.", "Second.")
+    for text in ("<@U0BOT> one", "<@U0BOT> two"):
+        body = mention(text)
+        del body["event_id"], body["event"]["ts"], body["event"]["event_ts"]
+        assert post(app, body).status_code == 200
+    assert sorted(b["text"] for b in posts(slack, 2)) == ["First.", "Second."]

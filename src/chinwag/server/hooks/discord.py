@@ -151,7 +151,10 @@ async def register(settings: Settings) -> dict[str, Any]:
 
 
 def _message(response: httpx.Response) -> str:
+    """Discord's error message (``{"message": ...}``), else the start of the body."""
     try:
-        return str(response.json().get("message", response.text[:200]))
+        body = response.json()
     except ValueError:
-        return response.text[:200]
+        body = None
+    return str(body["message"]) if isinstance(body, dict) and "message" in body \
+        else response.text[:200]
