@@ -77,6 +77,9 @@ def test_person_chats_interrupts_changes_settings_and_leaves() -> None:
 
         switched = ask(child, "/persona counter")
         assert "Now talking to Counter" in switched
+        # The history is kept across /persona, and Bertha's first answer was sampled: a fresh
+        # conversation makes the greedy counter's answer the same on every run.
+        assert "new conversation" in ask(child, "/reset")
         ask(child, "/set max_tokens 3000")
         child.sendline("Count from 1 to 2000.")
         child.expect_exact("Counter:")
