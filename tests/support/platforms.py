@@ -1,11 +1,12 @@
 """A fake platform API (Slack's Web API, Discord's HTTP API) on 127.0.0.1 for the hook tests:
-it records every call and answers from a script, then with a default answer."""
+it records every call and answers from its routes, else from a script, then with a default
+answer."""
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,12 +32,16 @@ class FakeAPI:
         calls: every request received, in order.
         script: answers given to the next requests, first first: ``(status, headers, body)``.
         default: the answer once the script is used up.
+        routes: answers made by a function of the call, by path (without the query); calls
+            to these paths take nothing from the script.
     """
 
     url: str = ""
     calls: list[Call] = field(default_factory=list)
     script: list[tuple[int, dict[str, str], Any]] = field(default_factory=list)
     default: tuple[int, dict[str, str], Any] = (200, {}, {"ok": True})
+    routes: dict[str, Callable[[Call], tuple[int, dict[str, str], Any]]] = field(
+        default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def to(self, path: str) -> list[Call]:
@@ -56,10 +61,13 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw) if raw else None
         except ValueError:
             body = raw.decode(errors="replace")
+        call = Call(self.command, self.path, {k.lower(): v for k, v in self.headers.items()},
+                    body)
         with api.lock:
-            api.calls.append(Call(self.command, self.path,
-                                  {k.lower(): v for k, v in self.headers.items()}, body))
-            status, headers, answer = api.script.pop(0) if api.script else api.default
+            api.calls.append(call)
+            route = api.routes.get(self.path.split("?", 1)[0])
+            status, headers, answer = (route(call) if route is not None
+                                       else api.script.pop(0) if api.script else api.default)
         data = json.dumps(answer).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")

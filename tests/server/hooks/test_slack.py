@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
@@ -15,7 +16,7 @@ from slack_sdk.signature import SignatureVerifier
 from chinwag.backends.scripted import ScriptedBackend
 from chinwag.errors import ConfigError
 from chinwag.settings import Settings
-from support.platforms import FakeAPI, fake_api
+from support.platforms import Call, FakeAPI, fake_api
 from support.server import hook_events
 from support.waiting import wait_until
 
@@ -24,9 +25,22 @@ TOKEN = "xoxb-test-token"
 BOT = "U0BOT"
 
 
+NAMES = {"U1ALICE": {"profile": {"display_name": "Alice", "real_name": "Alice Liddell"}},
+         "U2BOB": {"real_name": "Bob Cratchit", "profile": {"display_name": ""}}}
+
+
+def users_info(call: Call) -> tuple[int, dict[str, str], Any]:
+    """Slack's ``users.info``: the people in ``NAMES``, else ``user_not_found``."""
+    user = parse_qs(urlsplit(call.path).query).get("user", [""])[0]
+    if user not in NAMES:
+        return 200, {}, {"ok": False, "error": "user_not_found"}
+    return 200, {}, {"ok": True, "user": {"id": user, "name": user.lower(), **NAMES[user]}}
+
+
 @pytest.fixture
 def slack() -> Iterator[FakeAPI]:
     with fake_api() as api:
+        api.routes["/users.info"] = users_info
         yield api
 
 
@@ -89,6 +103,37 @@ def test_a_mention_is_answered_in_its_thread_by_the_persona(
     assert "helpful assistant" in prompt  # the persona's system prompt
     assert "what is the capital of France?" in prompt and f"<@{BOT}>" not in prompt
     wait_until(lambda: hook_events(app, "slack", "answered") == 1)
+
+
+def test_people_are_called_by_their_slack_name_looked_up_once(
+        app: TestClient, slack: FakeAPI, scripted: ScriptedBackend) -> None:
+    scripted.enqueue("Hello Alice.", "Hello again.", "Hello Bob.")
+    post(app, mention(f"<@{BOT}> hi", ts="1700.1"))
+    posts(slack, 1)
+    post(app, mention(f"<@{BOT}> hi again", ts="1700.2", thread="1700.1", event_id="Ev2"))
+    posts(slack, 2)
+    post(app, mention(f"<@{BOT}> hi", user="U2BOB", event_id="Ev3"))
+    posts(slack, 3)
+    assert "Alice: hi\n" in scripted.requests[0].prompt  # the profile's display name
+    assert "Alice: hi again" in scripted.requests[1].prompt
+    assert "Bob Cratchit: hi" in scripted.requests[2].prompt  # no display name: real name
+    asked = [call for call in slack.calls if call.path.startswith("/users.info")]
+    assert [call.path for call in asked] == ["/users.info?user=U1ALICE",
+                                             "/users.info?user=U2BOB"]  # once each
+    assert all(call.method == "GET" and call.headers["authorization"] == f"Bearer {TOKEN}"
+               for call in asked)
+
+
+def test_a_name_slack_will_not_give_is_the_personas_user_name(
+        app: TestClient, slack: FakeAPI, scripted: ScriptedBackend,
+        caplog: pytest.LogCaptureFixture) -> None:
+    slack.routes["/users.info"] = lambda call: (200, {}, {"ok": False, "error": "missing_scope"})
+    scripted.enqueue("Hello.")
+    with caplog.at_level("WARNING", logger="chinwag.hooks"):
+        post(app, mention(f"<@{BOT}> hi"))
+        posts(slack, 1)
+    assert "User: hi" in scripted.requests[0].prompt  # the default persona's user_name
+    assert "missing_scope (the app needs the users:read scope)" in caplog.text
 
 
 def test_a_reply_in_a_thread_goes_to_that_thread_and_remembers_it(

@@ -9,6 +9,7 @@ it is, for the caller to read.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,9 +76,10 @@ class PlatformClient:
                                          headers=self.headers,
                                          timeout=httpx.Timeout(self.timeout))
 
-    async def call(self, method: str, path: str, json: Any) -> httpx.Response:
-        """Send ``json`` to ``path`` (relative to ``base_url``) and return the answer, after
-        retrying as the module docstring says.
+    async def call(self, method: str, path: str, json: Any = None, *,
+                   params: Mapping[str, str] | None = None) -> httpx.Response:
+        """Send ``json`` (None: no body) to ``path`` (relative to ``base_url``, with the query
+        ``params``) and return the answer, after retrying as the module docstring says.
 
         Raises:
             PlatformError: every try got a 429, a 5xx or no answer.
@@ -87,7 +89,8 @@ class PlatformClient:
                     stop=stop_after_attempt(self.tries), wait=_wait, reraise=True,
                     retry=retry_if_exception_type((_TryAgain, httpx.TransportError))):
                 with attempt:
-                    response = await self._client.request(method, path.lstrip("/"), json=json)
+                    response = await self._client.request(method, path.lstrip("/"), json=json,
+                                                          params=params)
                     if response.status_code == 429 or response.status_code >= 500:
                         raise _TryAgain(response)
                     return response

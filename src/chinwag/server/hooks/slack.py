@@ -14,11 +14,13 @@ times, with ``X-Slack-Retry-Num``). So:
   ignored.
 
 The person is ``slack:{team}:{user}``; the conversation is theirs in the thread (a direct
-message outside a thread: in the channel).
+message outside a thread: in the channel). In the prompt they are called by their Slack
+display name (``users.info``), else by the persona's ``user_name``.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from typing import Any
@@ -27,9 +29,11 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from chinwag.errors import PlatformError
+from chinwag.server.hooks.platform import PlatformClient
 from chinwag.server.hooks.signatures import verify_slack
-from chinwag.server.hooks.turns import Hooks, fields, hooks_of, split_text
+from chinwag.server.hooks.turns import Hooks, fields, hooks_of, speaker, split_text
 
+log = logging.getLogger("chinwag.hooks")
 router = APIRouter()
 PLATFORM = "slack"
 LIMIT = 3000
@@ -103,8 +107,52 @@ async def slack_events(request: Request) -> Response:
     async def post(reply: str) -> None:
         await _post(hooks, channel, thread, reply)
 
-    hooks.background(hooks.answer(PLATFORM, persona, user, scope, text, post))
+    async def work() -> None:
+        name = await display_name(hooks, str(team), str(event["user"]))
+        await hooks.answer(PLATFORM, persona, user, scope, text, post, name=name)
+
+    hooks.background(work())
     return Response(status_code=200)
+
+
+def _client(hooks: Hooks) -> PlatformClient:
+    settings = hooks.state.settings
+    token = settings.slack_bot_token
+    assert token is not None  # checked at start (hooks.start)
+    return hooks.client(PLATFORM, settings.slack_api_url,
+                        {"Authorization": f"Bearer {token.get_secret_value()}"})
+
+
+async def display_name(hooks: Hooks, team: str, user: str) -> str | None:
+    """What the person ``user`` of ``team`` is called in Slack (their profile's
+    ``display_name``, else their ``real_name``, else their user name), from ``users.info``
+    (https://api.slack.com/methods/users.info, which needs the ``users:read`` scope), as a
+    speaker's name (``speaker``). Kept in ``hooks.names`` for an hour. None when Slack will
+    not say (the persona's ``user_name`` is used then); why is logged, never raised."""
+    key = f"{PLATFORM}:{team}:{user}"
+    if key in hooks.names:
+        return hooks.names[key]
+    name: object = None
+    try:
+        response = await _client(hooks).call("GET", "users.info", params={"user": user})
+        try:
+            answer = fields(response.json())
+        except ValueError:
+            answer = {}
+        if answer.get("ok"):
+            found = fields(answer.get("user"))
+            profile = fields(found.get("profile"))
+            name = (profile.get("display_name") or profile.get("real_name")
+                    or found.get("real_name") or found.get("name"))
+        else:
+            error = answer.get("error", f"HTTP {response.status_code}")
+            hint = " (the app needs the users:read scope)" if error == "missing_scope" else ""
+            log.warning("slack: users.info for %s: %s%s; the persona's user_name is used",
+                        user, error, hint)
+    except PlatformError as e:
+        log.warning("slack: users.info for %s: %s; the persona's user_name is used", user, e)
+    hooks.names[key] = found_name = speaker(name)
+    return found_name
 
 
 async def _post(hooks: Hooks, channel: str, thread: str | None, reply: str) -> None:
@@ -113,11 +161,7 @@ async def _post(hooks: Hooks, channel: str, thread: str | None, reply: str) -> N
     Raises:
         PlatformError: Slack did not take it (``"ok": false`` and its ``error``, or HTTP).
     """
-    settings = hooks.state.settings
-    token = settings.slack_bot_token
-    assert token is not None  # checked at start (hooks.start)
-    client = hooks.client(PLATFORM, settings.slack_api_url,
-                          {"Authorization": f"Bearer {token.get_secret_value()}"})
+    client = _client(hooks)
     for piece in split_text(reply, LIMIT):
         message: dict[str, Any] = {"channel": channel, "text": escape(piece)}
         if thread:

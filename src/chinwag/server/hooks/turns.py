@@ -14,11 +14,11 @@ import asyncio
 import json
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cachetools import TTLCache
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
@@ -63,19 +63,18 @@ class SeenEvents:
 
     def __init__(self, keep: float = 3600.0, size: int = 10_000,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.keep, self.size, self.clock = keep, size, clock
-        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._seen: TTLCache[str, bool] = TTLCache(maxsize=size, ttl=keep, timer=clock)
 
     def first(self, event_id: str) -> bool:
         """True the first time ``event_id`` is seen (within ``keep``), False after."""
-        now = self.clock()
-        while self._seen and (len(self._seen) >= self.size
-                              or next(iter(self._seen.values())) < now - self.keep):
-            self._seen.popitem(last=False)
         if event_id in self._seen:
             return False
-        self._seen[event_id] = now
+        self._seen[event_id] = True
         return True
+
+
+def _names() -> TTLCache[str, str | None]:
+    return TTLCache(maxsize=10_000, ttl=3600.0)
 
 
 @dataclass
@@ -86,11 +85,14 @@ class Hooks:
         state: the server's state.
         seen: the event ids answered already.
         clients: each platform's API client, by platform name, made on first use.
+        names: people's display names looked up on a platform (``slack:{team}:{user}``; None:
+            the platform would not say), kept for an hour.
     """
 
     state: ServerState
     seen: SeenEvents = field(default_factory=SeenEvents)
     clients: dict[str, PlatformClient] = field(default_factory=dict)
+    names: TTLCache[str, str | None] = field(default_factory=_names)
 
     def client(self, platform: str, base_url: str, headers: dict[str, str]) -> PlatformClient:
         """The API client of ``platform`` (made the first time it is asked for)."""
