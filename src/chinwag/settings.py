@@ -191,6 +191,9 @@ class SettingsFields(BaseModel):
         None, description="The persona that answers in Slack. Default: persona.")
     slack_api_url: str = Field(
         "https://slack.com/api", description="Slack's Web API, where chat.postMessage is sent.")
+    slack_hooks_url: str = Field(
+        "https://hooks.slack.com", description="Where a slash command's response_url must "
+        "point for the answer to be sent there (Slack's own; tests point it at a local fake).")
     discord_public_key: str | None = Field(
         None, validation_alias=_env("discord_public_key", "DISCORD_PUBLIC_KEY"),
         description="The Discord application's public key (64 hex digits): set, POST "

@@ -11,6 +11,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -41,7 +42,7 @@ def url(make_module_server: Callable[..., object],
     slack, discord = platforms
     server = make_module_server(env={
         "CHINWAG_SLACK_SIGNING_SECRET": SLACK_SECRET, "CHINWAG_SLACK_BOT_TOKEN": "xoxb-real",
-        "CHINWAG_SLACK_API_URL": slack.url,
+        "CHINWAG_SLACK_API_URL": slack.url, "CHINWAG_SLACK_HOOKS_URL": slack.url,
         "CHINWAG_DISCORD_PUBLIC_KEY": KEY.verify_key.encode(encoder=HexEncoder).decode(),
         "CHINWAG_DISCORD_APPLICATION_ID": APP_ID, "CHINWAG_DISCORD_API_URL": discord.url,
         "CHINWAG_TEAMS_HMAC_SECRET": TEAMS_SECRET, "CHINWAG_TEAMS_MAX_SECONDS": "20"})
@@ -67,6 +68,23 @@ def test_slack_mention_is_answered_in_its_thread_by_the_model(
     assert post.body["channel"] == "C1" and post.body["thread_ts"] == "1700.5"
     assert post.body["text"].strip() and not post.body["text"].startswith("Sorry")
     assert post.headers["authorization"] == "Bearer xoxb-real"
+
+
+def test_slack_slash_command_is_answered_at_its_response_url(
+        url: str, platforms: tuple[FakeAPI, FakeAPI]) -> None:
+    slack = platforms[0]
+    body = urlencode({"team_id": "T1", "channel_id": "C2", "user_id": "U2", "command": "/ask",
+                      "text": "Name a colour.", "response_url": f"{slack.url}/commands/T1/9/x"})
+    ts = str(int(time.time()))
+    reply = httpx.post(f"{url}/hooks/slack", content=body, timeout=30, headers={
+        "Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": SignatureVerifier(SLACK_SECRET).generate_signature(
+            timestamp=ts, body=body)})
+    assert reply.status_code == 200 and reply.json() == {"response_type": "in_channel"}
+    wait_until(lambda: slack.to("/commands/T1/9/x"), seconds=180, what="the command's answer")
+    [post] = slack.to("/commands/T1/9/x")
+    assert post.body["response_type"] == "in_channel"
+    assert post.body["text"].strip() and not post.body["text"].startswith("Sorry")
 
 
 def test_discord_ask_is_deferred_then_edited_with_the_models_answer(

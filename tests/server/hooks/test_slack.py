@@ -7,7 +7,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
@@ -48,7 +48,8 @@ def slack() -> Iterator[FakeAPI]:
 def app(make_app: Callable[..., TestClient], slack: FakeAPI, scripted: ScriptedBackend,
         tmp_path: Any) -> TestClient:
     settings = Settings(slack_signing_secret=SECRET, slack_bot_token=TOKEN,
-                        slack_api_url=slack.url, db=tmp_path / "chinwag.db")
+                        slack_api_url=slack.url, slack_hooks_url=slack.url,
+                        db=tmp_path / "chinwag.db")
     return make_app(settings, scripted)
 
 
@@ -310,3 +311,54 @@ def test_events_without_any_id_are_each_answered(
         del body["event_id"], body["event"]["ts"], body["event"]["event_ts"]
         assert post(app, body).status_code == 200
     assert sorted(b["text"] for b in posts(slack, 2)) == ["First.", "Second."]
+
+
+def command(client: TestClient, text: str, response_url: str, *, user: str = "U1ALICE",
+            secret: str = SECRET) -> Any:
+    """A slash command (``/ask text``) as Slack sends it: a form, signed by slack_sdk."""
+    raw = urlencode({"token": "x", "team_id": "T1TEAM", "channel_id": "C1GENERAL",
+                     "user_id": user, "user_name": "alice", "command": "/ask", "text": text,
+                     "response_url": response_url, "trigger_id": "1.2.3", "api_app_id": "A1"})
+    ts = str(int(time.time()))
+    return client.post("/hooks/slack", content=raw, headers={
+        "Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": SignatureVerifier(secret).generate_signature(timestamp=ts,
+                                                                          body=raw)})
+
+
+def test_a_slash_command_is_shown_then_answered_at_its_response_url(
+        app: TestClient, slack: FakeAPI, scripted: ScriptedBackend) -> None:
+    scripted.enqueue("Eight legs.", "You asked about spiders.")
+    url = f"{slack.url}/commands/T1TEAM/1/abc"
+    reply = command(app, "how many legs does a spider have?", url)
+    assert reply.status_code == 200 and reply.json() == {"response_type": "in_channel"}
+    wait_until(lambda: len(slack.to("/commands/T1TEAM/1/abc")) == 1, what="the answer")
+    answer = slack.to("/commands/T1TEAM/1/abc")[0]
+    assert answer.method == "POST"
+    assert answer.body == {"response_type": "in_channel", "text": "Eight legs."}
+    assert "authorization" not in answer.headers  # the bot token goes to Slack's API only
+    assert "Alice: how many legs does a spider have?" in scripted.requests[0].prompt
+    command(app, "what did I ask?", f"{slack.url}/commands/T1TEAM/2/def")
+    wait_until(lambda: len(slack.to("/commands/T1TEAM/2/def")) == 1, what="the second answer")
+    assert "spider" in scripted.requests[1].prompt  # the person's conversation in the channel
+    wait_until(lambda: hook_events(app, "slack", "answered") == 2)
+
+
+def test_a_slash_command_without_text_gets_its_usage(
+        app: TestClient, slack: FakeAPI, scripted: ScriptedBackend) -> None:
+    reply = command(app, "  ", f"{slack.url}/commands/T1TEAM/1/abc")
+    assert reply.json() == {"response_type": "ephemeral", "text": "Usage: /ask QUESTION"}
+    assert scripted.requests == [] and slack.calls == []
+
+
+def test_a_response_url_outside_slacks_hooks_is_never_called(
+        app: TestClient, slack: FakeAPI, scripted: ScriptedBackend,
+        caplog: pytest.LogCaptureFixture) -> None:
+    with fake_api() as elsewhere:
+        reply = command(app, "hello", f"{elsewhere.url}/commands/T1TEAM/1/abc")
+        assert reply.status_code == 200 and reply.json()["response_type"] == "ephemeral"
+        assert "response_url is not under slack_hooks_url" in caplog.text
+        assert elsewhere.calls == [] and scripted.requests == []
+    assert command(app, "hello", f"{slack.url}/commands/T1TEAM/1/abc",
+                   secret="not the secret").status_code == 401
+    assert scripted.requests == [] and slack.calls == []

@@ -11,19 +11,26 @@ times, with ``X-Slack-Retry-Num``). So:
   the conversation itself);
 - an event seen before (by ``event_id``) is acknowledged and not answered again;
 - messages from bots (this one included) and every other event type are acknowledged and
-  ignored.
+  ignored;
+- a slash command (https://api.slack.com/interactivity/slash-commands, a form body, e.g.
+  ``/ask what is...``) is acknowledged at once with ``response_type: in_channel`` (so the
+  channel sees the question), and the answer is posted to its ``response_url``, which must lie
+  under ``slack_hooks_url`` (Slack's ``https://hooks.slack.com``): a command without text gets
+  a usage line, seen only by its sender (``ephemeral``).
 
 The person is ``slack:{team}:{user}``; the conversation is theirs in the thread (a direct
-message outside a thread: in the channel). In the prompt they are called by their Slack
-display name (``users.info``), else by the persona's ``user_name``.
+message outside a thread, or a slash command: in the channel). In the prompt they are called
+by their Slack display name (``users.info``), else by the persona's ``user_name``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
@@ -36,6 +43,8 @@ from chinwag.server.hooks.turns import Hooks, fields, hooks_of, speaker, split_t
 log = logging.getLogger("chinwag.hooks")
 router = APIRouter()
 PLATFORM = "slack"
+FORM = "application/x-www-form-urlencoded"
+"""The content type of Slack's slash commands and interactivity payloads."""
 LIMIT = 3000
 """Characters per posted message (Slack advises under 4,000 and cuts at 40,000)."""
 _MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
@@ -74,9 +83,15 @@ async def slack_events(request: Request) -> Response:
     settings = hooks.state.settings
     secret = settings.slack_signing_secret
     assert secret is not None  # the route exists only when it is set
-    payload = await hooks.signed_json(request, PLATFORM, lambda headers, body: verify_slack(
+    body = await hooks.signed_body(request, PLATFORM, lambda headers, body: verify_slack(
         secret.get_secret_value(), headers, body, time.time()))
-    if not isinstance(payload, dict):  # a form (slash command, interactivity): not ours
+    if request.headers.get("content-type", "").startswith(FORM):
+        return _command(hooks, dict(parse_qsl(body.decode("utf-8", "replace"))))
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        payload = None
+    if not isinstance(payload, dict):
         hooks.count(PLATFORM, "ignored")
         return Response(status_code=200)
     if payload.get("type") == "url_verification":
@@ -113,6 +128,47 @@ async def slack_events(request: Request) -> Response:
 
     hooks.background(work())
     return Response(status_code=200)
+
+
+def _command(hooks: Hooks, form: dict[str, str]) -> Response:
+    """A slash command: acknowledged now, answered at its ``response_url`` (module docstring).
+    """
+    response_url = form.get("response_url", "")
+    user_id, channel = form.get("user_id", ""), form.get("channel_id", "")
+    if not (user_id and channel and response_url):  # interactivity, or not a command at all
+        hooks.count(PLATFORM, "ignored")
+        return Response(status_code=200)
+    prefix = hooks.state.settings.slack_hooks_url.rstrip("/") + "/"
+    if not response_url.startswith(prefix):
+        hooks.count(PLATFORM, "ignored")
+        log.warning("slack: a command's response_url is not under slack_hooks_url (%s); "
+                    "not answered", prefix)
+        return JSONResponse({"response_type": "ephemeral",
+                             "text": "This server answers only through Slack's response URLs."})
+    text = question(form.get("text", ""))
+    if not text:
+        hooks.count(PLATFORM, "ignored")
+        return JSONResponse({"response_type": "ephemeral",
+                             "text": f"Usage: {form.get('command') or '/ask'} QUESTION"})
+    team = form.get("team_id") or "-"
+    persona = hooks.persona(hooks.state.settings.slack_persona)
+    client = hooks.client(f"{PLATFORM}-commands", prefix, {})
+
+    async def post(reply: str) -> None:
+        for piece in split_text(reply, LIMIT):
+            response = await client.call("POST", response_url[len(prefix):], {
+                "response_type": "in_channel", "text": escape(piece)})
+            if response.status_code != 200:
+                raise PlatformError(f"response_url: HTTP {response.status_code}, "
+                                    f"{response.text[:200]}")
+
+    async def work() -> None:
+        name = await display_name(hooks, team, user_id)
+        await hooks.answer(PLATFORM, persona, f"{PLATFORM}:{team}:{user_id}",
+                           f"{PLATFORM}:{channel}", text, post, name=name)
+
+    hooks.background(work())
+    return JSONResponse({"response_type": "in_channel"})
 
 
 def _client(hooks: Hooks) -> PlatformClient:

@@ -101,11 +101,10 @@ class Hooks:
             found = self.clients[platform] = PlatformClient(base_url, headers)
         return found
 
-    async def signed_json(self, request: Request, platform: str,
-                          verify: Callable[[Mapping[str, str], bytes], None]) -> Any:
-        """The JSON a platform's request carries, once ``verify`` (a ``signatures`` check,
-        given the headers and the raw body, read first) has passed; None for a body that is
-        not JSON.
+    async def signed_body(self, request: Request, platform: str,
+                          verify: Callable[[Mapping[str, str], bytes], None]) -> bytes:
+        """The raw body of a platform's request, once ``verify`` (a ``signatures`` check,
+        given the headers and the raw body, read first) has passed.
 
         Raises:
             BadSignature: what ``verify`` raises (counted as ``refused``).
@@ -116,6 +115,16 @@ class Hooks:
         except BadSignature:
             self.count(platform, "refused")
             raise
+        return body
+
+    async def signed_json(self, request: Request, platform: str,
+                          verify: Callable[[Mapping[str, str], bytes], None]) -> Any:
+        """The JSON of ``signed_body``; None for a body that is not JSON.
+
+        Raises:
+            BadSignature: what ``verify`` raises (counted as ``refused``).
+        """
+        body = await self.signed_body(request, platform, verify)
         try:
             return json.loads(body)
         except ValueError:
