@@ -210,6 +210,9 @@ class SettingsFields(BaseModel):
         None, description="The persona that answers /ask in Discord. Default: persona.")
     discord_api_url: str = Field(
         "https://discord.com/api/v10", description="Discord's HTTP API.")
+    discord_edit_seconds: float = Field(
+        1.5, ge=0, description="Seconds between the edits that show a Discord answer while it "
+        "is written (Discord allows about 5 edits in 5 s); 0: shown once, when done.")
     teams_hmac_secret: SecretStr | None = Field(
         None, validation_alias=_env("teams_hmac_secret", "TEAMS_HMAC_SECRET"),
         description="The security token Teams gave the outgoing webhook (base64): set, POST "

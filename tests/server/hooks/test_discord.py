@@ -17,6 +17,7 @@ from chinwag.backends.scripted import ScriptedBackend
 from chinwag.errors import ConfigError
 from chinwag.server import create_app
 from chinwag.settings import Settings
+from support.gated import GatedBackend
 from support.platforms import FakeAPI, fake_api
 from support.server import hook_events
 from support.waiting import wait_until
@@ -37,6 +38,7 @@ def discord() -> Iterator[FakeAPI]:
 def app(make_app: Callable[..., TestClient], discord: FakeAPI, scripted: ScriptedBackend,
         tmp_path: Any) -> TestClient:
     settings = Settings(discord_public_key=PUBLIC, discord_application_id=APP_ID,
+                        discord_edit_seconds=0,  # one edit per answer (streaming: its own test)
                         discord_api_url=discord.url, db=tmp_path / "chinwag.db")
     return make_app(settings, scripted)
 
@@ -182,3 +184,37 @@ def test_the_token_cannot_leave_the_webhook_path(
     wait_until(lambda: discord.calls)
     assert discord.calls[0].path == (f"/webhooks/{APP_ID}/..%2F..%2Fapplications%2Fx"
                                      "/messages/@original")
+
+
+def test_the_answer_is_shown_while_it_is_written_then_whole(
+        make_app: Callable[..., TestClient], discord: FakeAPI, tmp_path: Any) -> None:
+    slow = GatedBackend("Spiders have eight legs.", hold_after=1)
+    app = make_app(Settings(discord_public_key=PUBLIC, discord_application_id=APP_ID,
+                            discord_edit_seconds=0.1, discord_api_url=discord.url,
+                            db=tmp_path / "chinwag.db"), slow)
+    assert post(app, ask("how many legs does a spider have?")).json() == {"type": 5}
+    wait_until(lambda: discord.to(ORIGINAL), what="the answer so far")
+    [so_far] = discord.to(ORIGINAL)  # the backend holds the rest: one edit, not one per tick
+    assert so_far.body["content"] == "Spiders …" and not slow.gate.is_set()
+    slow.gate.set()
+    wait_until(lambda: hook_events(app, "discord", "answered") == 1)
+    edits = [edit.body["content"] for edit in discord.to(ORIGINAL)]
+    assert edits[-1] == "Spiders have eight legs."  # the whole answer comes last
+    assert all(edit.endswith(" …") for edit in edits[:-1])
+
+
+def test_a_refused_edit_of_the_answer_so_far_is_logged_and_the_answer_still_comes(
+        make_app: Callable[..., TestClient], discord: FakeAPI, tmp_path: Any,
+        caplog: pytest.LogCaptureFixture) -> None:
+    slow = GatedBackend("Spiders have eight legs.", hold_after=1)
+    app = make_app(Settings(discord_public_key=PUBLIC, discord_application_id=APP_ID,
+                            discord_edit_seconds=0.1, discord_api_url=discord.url,
+                            db=tmp_path / "chinwag.db"), slow)
+    discord.script = [(404, {}, {"message": "Unknown Webhook", "code": 10015})]
+    with caplog.at_level("WARNING", logger="chinwag.hooks"):
+        post(app, ask("how many legs does a spider have?"))
+        wait_until(lambda: "showing the answer so far" in caplog.text, what="the warning")
+        slow.gate.set()
+        wait_until(lambda: hook_events(app, "discord", "answered") == 1)
+    assert discord.to(ORIGINAL)[-1].body["content"] == "Spiders have eight legs."
+    assert "HTTP 404" in caplog.text

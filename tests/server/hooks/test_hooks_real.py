@@ -20,6 +20,7 @@ from nacl.signing import SigningKey
 from slack_sdk.signature import SignatureVerifier
 
 from support.platforms import FakeAPI, fake_api
+from support.server import hook_events
 from support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -102,8 +103,10 @@ def test_discord_ask_is_deferred_then_edited_with_the_models_answer(
         "X-Signature-Ed25519": KEY.sign(ts.encode() + body).signature.hex()})
     assert reply.json() == {"type": 5}
     original = f"/webhooks/{APP_ID}/real-tok/messages/@original"
-    wait_until(lambda: discord.to(original), seconds=180, what="the Discord edit")
-    content = discord.to(original)[0].body["content"]
+    with httpx.Client(base_url=url, timeout=30) as server:
+        wait_until(lambda: hook_events(server, "discord", "answered") == 1, seconds=180,
+                   what="the Discord answer")
+    content = discord.to(original)[-1].body["content"]  # earlier edits: the answer so far
     assert content.strip() and not content.startswith("Sorry") and len(content) <= 2000
     bad = httpx.post(f"{url}/hooks/discord", content=body, timeout=30, headers={
         "X-Signature-Timestamp": ts, "X-Signature-Ed25519": "00" * 64})

@@ -9,7 +9,9 @@ interaction signed with Ed25519 and wants an answer within 3 seconds:
   response (type 5: Discord shows "thinking..."); the persona's answer then replaces that
   message (``PATCH /webhooks/{application}/{token}/messages/@original``), cut at Discord's
   2,000 characters, the rest sent as follow-up messages (``POST /webhooks/{application}/
-  {token}``). Mentions in the answer never ping anyone (``allowed_mentions`` empty);
+  {token}``). While it is written, the message shows the answer so far, followed by "…",
+  edited every ``discord_edit_seconds``. Mentions in the answer never ping anyone
+  (``allowed_mentions`` empty);
 - any other command or interaction gets a short message that only its caller sees.
 
 The person is ``discord:{guild}:{user}`` (``discord:@me:{user}`` in a direct message); the
@@ -88,8 +90,12 @@ async def discord_interactions(request: Request) -> JSONResponse:
     async def post(reply: str) -> None:
         await _edit(hooks, token, reply)
 
+    async def so_far(reply: str) -> None:
+        await _edit(hooks, token, f"{split_text(reply, LIMIT - 2)[0]} …")  # one message
+
     hooks.background(hooks.answer(PLATFORM, persona, user, scope, prompt, post,
-                                  name=person.get("global_name") or person.get("username")))
+                                  name=person.get("global_name") or person.get("username"),
+                                  progress=so_far, every=settings.discord_edit_seconds))
     return JSONResponse({"type": DEFERRED})
 
 

@@ -11,6 +11,7 @@ channel, or one person in two threads, are remembered apart.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -143,13 +144,14 @@ class Hooks:
         return self.state.persona(name or self.state.settings.persona)
 
     async def say(self, persona: Persona, user: str, scope: str, text: str, *,
-                  name: str | None = None, within: float | None = None) -> Said:
+                  name: str | None = None, within: float | None = None,
+                  written: Callable[[str], None] | None = None) -> Said:
         """The persona's answer to ``text`` from ``user`` in the conversation of ``scope``
         (see the module docstring), calling the person ``name`` in the prompt (their display
         name on the platform, ``speaker``; None: the persona's ``user_name``). ``within``:
         seconds the whole turn may take, waiting in the queue included; when they are up,
         the generation is cancelled and what was generated so far is the answer, with
-        ``cut`` set.
+        ``cut`` set. ``written`` is called with the answer so far each time it grows.
 
         Raises:
             ChinwagError: what the turn raises (``ServerState.chat_turn``), logged first with
@@ -165,6 +167,8 @@ class Hooks:
             async with limit:
                 async for piece in self.state.chat_turn(chatbot, text, f"user:{user}"):
                     pieces.append(piece)
+                    if written is not None:
+                        written("".join(pieces))
         except Exception as e:
             if isinstance(e, TimeoutError) and limit.expired() and chatbot is not None:
                 return Said("".join(pieces).strip(), chatbot.conversation_id, cut=True)
@@ -176,15 +180,49 @@ class Hooks:
 
     async def answer(self, platform: str, persona: Persona, user: str, scope: str, text: str,
                      deliver: Callable[[str], Awaitable[None]], *,
-                     name: str | None = None) -> None:
+                     name: str | None = None,
+                     progress: Callable[[str], Awaitable[None]] | None = None,
+                     every: float = 0.0) -> None:
         """Answer ``text`` (``say``) and hand the answer to ``deliver`` (which posts it to
-        the platform); a failed turn delivers ``APOLOGY`` instead. Never raises: it runs in
-        the background, after the platform has had its acknowledgement."""
+        the platform); a failed turn delivers ``APOLOGY`` instead. With ``progress`` and
+        ``every`` > 0, the answer so far is handed to ``progress`` every ``every`` seconds
+        while it grows (a failed ``progress`` is logged and the answer goes on); ``deliver``
+        comes after the last ``progress`` has returned. Never raises: it runs in the
+        background, after the platform has had its acknowledgement."""
+        latest = ""
+        done = asyncio.Event()
+
+        def grow(so_far: str) -> None:
+            nonlocal latest
+            latest = so_far
+
+        async def show() -> None:
+            assert progress is not None
+            shown = ""
+            while not done.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(done.wait(), every)
+                now = latest.strip()
+                if done.is_set() or not now or now == shown:
+                    continue
+                shown = now
+                try:
+                    await progress(now)
+                except PlatformError as e:
+                    log.warning("%s: showing the answer so far to %s failed: %s", platform,
+                                user, e)
+
+        updates = (asyncio.create_task(show()) if progress is not None and every > 0
+                   else None)
         try:
-            said = await self.say(persona, user, scope, text, name=name)
+            said = await self.say(persona, user, scope, text, name=name, written=grow)
             reply, outcome = said.text or EMPTY, "answered"
         except Exception:
             reply, outcome = APOLOGY, "failed"
+        finally:
+            done.set()
+            if updates is not None:
+                await updates
         try:
             await deliver(reply)
         except PlatformError as e:
