@@ -151,7 +151,7 @@ class Hooks:
         name on the platform, ``speaker``; None: the persona's ``user_name``). ``within``:
         seconds the whole turn may take, waiting in the queue included; when they are up,
         the generation is cancelled and what was generated so far is the answer, with
-        ``cut`` set. ``written`` is called with the answer so far each time it grows.
+        ``cut`` set. ``written`` is called with each piece of the answer as it comes.
 
         Raises:
             ChinwagError: what the turn raises (``ServerState.chat_turn``), logged first with
@@ -168,7 +168,7 @@ class Hooks:
                 async for piece in self.state.chat_turn(chatbot, text, f"user:{user}"):
                     pieces.append(piece)
                     if written is not None:
-                        written("".join(pieces))
+                        written(piece)
         except Exception as e:
             if isinstance(e, TimeoutError) and limit.expired() and chatbot is not None:
                 return Said("".join(pieces).strip(), chatbot.conversation_id, cut=True)
@@ -189,12 +189,8 @@ class Hooks:
         while it grows (a failed ``progress`` is logged and the answer goes on); ``deliver``
         comes after the last ``progress`` has returned. Never raises: it runs in the
         background, after the platform has had its acknowledgement."""
-        latest = ""
+        pieces: list[str] = []
         done = asyncio.Event()
-
-        def grow(so_far: str) -> None:
-            nonlocal latest
-            latest = so_far
 
         async def show() -> None:
             assert progress is not None
@@ -202,7 +198,7 @@ class Hooks:
             while not done.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(done.wait(), every)
-                now = latest.strip()
+                now = "".join(pieces).strip()
                 if done.is_set() or not now or now == shown:
                     continue
                 shown = now
@@ -215,7 +211,8 @@ class Hooks:
         updates = (asyncio.create_task(show()) if progress is not None and every > 0
                    else None)
         try:
-            said = await self.say(persona, user, scope, text, name=name, written=grow)
+            said = await self.say(persona, user, scope, text, name=name,
+                                  written=pieces.append)
             reply, outcome = said.text or EMPTY, "answered"
         except Exception:
             reply, outcome = APOLOGY, "failed"
