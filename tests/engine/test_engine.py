@@ -308,6 +308,38 @@ def test_a_failed_step_fails_every_generation_in_it(model: LlamaModel,
         engine.close()
 
 
+def test_a_defect_in_a_step_is_an_error_for_its_generations_not_a_hang(
+        model: LlamaModel, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Something other than llama_decode raises in a step (here the sampler): the step
+    thread survives, the step's generations end with a BackendError naming the exception
+    (their readers used to wait forever), the traceback is logged, and the next generation
+    is served."""
+    from chinwag.engine.sampler import Sampler
+
+    engine = Engine(model, n_ctx=256, n_threads=2, n_seq_max=2)
+    real_sample = Sampler.sample
+    armed = threading.Event()
+
+    def sample(self: Sampler, ctx: object, index: int) -> int:
+        if armed.is_set():
+            armed.clear()
+            raise ValueError("could not broadcast input array")
+        return real_sample(self, ctx, index)
+
+    try:
+        before = greedy(engine, model.tokenize(PROMPTS[0]))
+        monkeypatch.setattr(Sampler, "sample", sample)
+        armed.set()
+        with pytest.raises(BackendError, match="ValueError: could not broadcast"):
+            greedy(engine, model.tokenize(PROMPTS[0]))
+        assert "an engine step failed" in caplog.text
+        assert engine.wait_idle(60)
+        assert greedy(engine, model.tokenize(PROMPTS[0])) == before
+    finally:
+        engine.close()
+
+
 def test_cancel_from_another_thread_stops_a_generation_waiting_for_a_slot(
         model: LlamaModel) -> None:
     engine = Engine(model, n_ctx=256, n_threads=2, n_seq_max=1)

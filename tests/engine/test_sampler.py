@@ -155,6 +155,86 @@ def test_seeded_sampling_matches_llama_cpps_chain(model: LlamaModel) -> None:
     assert len(set(theirs)) > 10  # a real draw, not a loop on one token
 
 
+# -- grammars: llama.cpp's rejection sampling ----------------------------------------------------
+
+PERSON = grammar_for_schema({"type": "object", "properties": {
+    "name": {"type": "string", "maxLength": 12}, "age": {"type": "integer"}},
+    "required": ["name", "age"]})
+
+
+def rejection_sample(model: LlamaModel, ctx: object, index: int, chain: object,
+                     grammar: object) -> int:
+    """llama.cpp's ``common_sampler_sample`` with ``grammar_first`` false, from llama.cpp's
+    own samplers: the chain draws from the whole row; the grammar checks that one token; if it
+    refuses, the grammar and then the chain run on the whole row again. Accepts the token."""
+    def whole_row() -> tuple[object, object]:
+        data = (llama_cpp.llama_token_data * model.n_vocab)()
+        view = np.ctypeslib.as_array(data)
+        view["id"] = np.arange(model.n_vocab)
+        view["logit"] = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, index),
+                                              shape=(model.n_vocab,))
+        return data, llama_cpp.llama_token_data_array(data=data, size=model.n_vocab,
+                                                      selected=-1, sorted=False)
+
+    _data, array = whole_row()  # _data: the array points into it
+    llama_cpp.llama_sampler_apply(chain, ctypes.byref(array))
+    token = array.data[array.selected].id
+    one = llama_cpp.llama_token_data(token, 1.0, 0.0)
+    llama_cpp.llama_sampler_apply(grammar, ctypes.byref(llama_cpp.llama_token_data_array(
+        data=ctypes.pointer(one), size=1, selected=-1, sorted=False)))
+    if one.logit == float("-inf"):
+        _data, array = whole_row()
+        llama_cpp.llama_sampler_apply(grammar, ctypes.byref(array))
+        llama_cpp.llama_sampler_apply(chain, ctypes.byref(array))
+        token = array.data[array.selected].id
+    llama_cpp.llama_sampler_accept(grammar, token)
+    llama_cpp.llama_sampler_accept(chain, token)
+    return int(token)
+
+
+def with_grammar(model: LlamaModel, params: SamplingParams, text: str,
+                 n: int = 40) -> tuple[list[int], list[int], int]:
+    """Tokens chosen under ``PERSON`` by chinwag's ``Sampler`` and by ``rejection_sample``
+    from the same logits, step by step, until the end of the document; and how many tokens
+    chinwag's grammar refused and drew again."""
+    prompt = model.tokenize(text)
+    ref = Reference(model, prompt)
+    chain = llama_chain(model, params, prompt)
+    grammar = llama_cpp.llama_sampler_init_grammar(model.vocab, PERSON.encode(), b"root")
+    ours = Sampler(model.vocab, model.n_vocab, params, PERSON, history=prompt)
+    mine: list[int] = []
+    theirs: list[int] = []
+    try:
+        for _ in range(n):
+            theirs.append(rejection_sample(model, ref.ctx, ref.index, chain, grammar))
+            mine.append(ours.sample(ref.ctx, ref.index))  # edits the row: after theirs
+            if model.is_eog(theirs[-1]):
+                break
+            ref.feed([theirs[-1]])
+        return mine, theirs, ours.redrawn
+    finally:
+        ours.close()
+        llama_cpp.llama_sampler_free(grammar)
+        llama_cpp.llama_sampler_free(chain)
+        ref.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("params", [
+    SamplingParams(temperature=0, repeat_penalty=1.0),
+    SamplingParams(temperature=0.9, seed=11, repeat_penalty=1.1, top_k=40)],
+    ids=["greedy", "seeded"])
+def test_a_grammar_checks_the_token_drawn_as_llama_cpp_does(model: LlamaModel,
+                                                           params: SamplingParams) -> None:
+    """The token is drawn without the grammar, checked, and drawn again from what the
+    grammar allows only when it is refused: token for token what llama.cpp's
+    ``common_sampler_sample`` chooses, and some tokens did take the second draw."""
+    mine, theirs, redrawn = with_grammar(model, params, "A person, as JSON:\n")
+    assert mine == theirs
+    assert 0 < redrawn < len(mine)  # both paths ran
+    assert model.is_eog(theirs[-1])  # a whole document, to its end
+
+
 # -- OpenAI's presence and frequency penalties, logit bias and log-probabilities ------------------
 
 @pytest.mark.slow

@@ -36,6 +36,7 @@ by one chunk, not by its whole prompt.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -54,6 +55,8 @@ from chinwag.engine.sampler import SampledLogprob, Sampler
 from chinwag.engine.slots import Slots
 from chinwag.errors import BackendError, ContextOverflow, InvalidParams
 from chinwag.types import FinishReason, SamplingParams
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(eq=False)
@@ -324,6 +327,9 @@ class Engine:
                         self._step()
                 except BackendError as e:
                     failure = e
+                except Exception as e:  # a defect: fail this step's generations, keep serving
+                    log.exception("an engine step failed")
+                    failure = BackendError(f"the engine step failed: {type(e).__name__}: {e}")
                 finally:
                     self._cond.acquire()
                     self._stepping = False
