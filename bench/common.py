@@ -138,21 +138,26 @@ def stream(url: str, body: dict[str, object],
     return first, text, pieces, usage
 
 
-def stream_timed(url: str, body: dict[str, object]) -> dict[str, float]:
-    """One streamed ``/v1/completions`` request: decode tok/s (first to last text piece) and
-    time to first piece, both as the client sees them."""
+def stream_timed(url: str, body: dict[str, object],
+                 text: list[str] | None = None) -> dict[str, float]:
+    """One streamed ``/v1/completions`` request: decode tok/s (first to last text piece), time
+    to the first piece and to the last, as the client sees them; the pieces are appended to
+    ``text`` when given."""
     start = time.perf_counter()
     stamps: list[float] = []
-    with httpx.stream("POST", f"{url}/v1/completions", json=body, timeout=120) as response:
+    with httpx.stream("POST", f"{url}/v1/completions", json=body, timeout=600) as response:
         response.raise_for_status()
         for line in response.iter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
             chunk = json.loads(line[6:])
-            if chunk.get("choices") and chunk["choices"][0].get("text"):
+            piece = chunk["choices"][0].get("text") if chunk.get("choices") else None
+            if piece:
                 stamps.append(time.perf_counter())
+                if text is not None:
+                    text.append(piece)
     return {"tok_s": (len(stamps) - 1) / (stamps[-1] - stamps[0]),
-            "ttft_s": stamps[0] - start, "pieces": len(stamps)}
+            "ttft_s": stamps[0] - start, "last_s": stamps[-1] - start, "pieces": len(stamps)}
 
 
 def scrape(url: str) -> dict[str, float]:

@@ -24,7 +24,6 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -33,7 +32,7 @@ import jsonschema
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from chinwag.models import resolve_model
 from chinwag.settings import Settings
-from common import RESULTS, chinwag_server, llama_server, write_results
+from common import RESULTS, chinwag_server, llama_server, stream_timed, write_results
 
 PROMPT = "A JSON document describing three villagers of Limbo, their ages and their jobs:\n"
 SCHEMA = {"type": "object", "properties": {"villagers": {
@@ -51,28 +50,16 @@ SAMPLING = {"temperature": 0.8, "top_k": 40, "top_p": 0.95, "min_p": 0.05,
 
 def stream_once(url: str, body: dict[str, object]) -> dict[str, float]:
     """One streamed completion: decode tok/s, time to first token and to the last (client
-    side), and whether the whole text validates against ``SCHEMA`` (1.0 or 0.0)."""
-    start = time.perf_counter()
-    stamps: list[float] = []
-    text = ""
-    with httpx.stream("POST", f"{url}/v1/completions", json=body, timeout=600) as response:
-        response.raise_for_status()
-        for line in response.iter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            piece = chunk["choices"][0].get("text") if chunk.get("choices") else None
-            if piece:
-                stamps.append(time.perf_counter())
-                text += piece
+    side, ``doc_s``), and whether the whole text validates against ``SCHEMA`` (1.0 or 0.0)."""
+    pieces: list[str] = []
+    timed = stream_timed(url, body, pieces)
+    text = "".join(pieces)
     try:
         jsonschema.validate(json.loads(text), SCHEMA)
         valid = 1.0
     except (ValueError, jsonschema.ValidationError):
         valid = 0.0
-    return {"tok_s": (len(stamps) - 1) / (stamps[-1] - stamps[0]), "ttft_s": stamps[0] - start,
-            "doc_s": stamps[-1] - start, "pieces": len(stamps), "valid": valid,
-            "chars": len(text)}
+    return {**timed, "doc_s": timed["last_s"], "valid": valid, "chars": len(text)}
 
 
 def main() -> None:
