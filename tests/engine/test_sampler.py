@@ -222,8 +222,9 @@ def with_grammar(model: LlamaModel, params: SamplingParams, text: str,
 @pytest.mark.slow
 @pytest.mark.parametrize("params", [
     SamplingParams(temperature=0, repeat_penalty=1.0),
-    SamplingParams(temperature=0.9, seed=11, repeat_penalty=1.1, top_k=40)],
-    ids=["greedy", "seeded"])
+    SamplingParams(temperature=0.9, seed=11, repeat_penalty=1.1, top_k=40),
+    SamplingParams(temperature=0.9, seed=5, repeat_penalty=1.0, top_k=0)],
+    ids=["greedy", "seeded", "no-top-k"])
 def test_a_grammar_checks_the_token_drawn_as_llama_cpp_does(model: LlamaModel,
                                                            params: SamplingParams) -> None:
     """The token is drawn without the grammar, checked, and drawn again from what the

@@ -316,7 +316,6 @@ class Sampler:
         self._chain = chain
         self.n_vocab = n_vocab
         self._whole: tuple[Any, np.ndarray, Any] | None = None  # the whole row as candidates
-        self._wide = TopK(WIDE)
         self.penalty: RepeatPenalty | None = None
         if params.repeat_last_n != 0 and (params.repeat_penalty != 1.0 or params.presence_penalty
                                           or params.frequency_penalty):
@@ -330,6 +329,7 @@ class Sampler:
                 self._grammar = None
                 self.close()
                 raise SchemaError("llama.cpp could not parse the grammar made from the schema")
+            self._wide = TopK(WIDE)
         add = llama_cpp.llama_sampler_chain_add
         # greedy choice is the first largest logit (llama.cpp's greedy sampler picks the
         # same), and top-k is taken from the row (TopK)

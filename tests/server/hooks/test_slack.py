@@ -137,6 +137,19 @@ def test_a_name_slack_will_not_give_is_the_personas_user_name(
     assert "missing_scope (the app needs the users:read scope)" in caplog.text
 
 
+def test_a_name_lookup_slack_never_answers_still_gets_an_answer(
+        app: TestClient, slack: FakeAPI, scripted: ScriptedBackend,
+        caplog: pytest.LogCaptureFixture) -> None:
+    slack.routes["/users.info"] = lambda call: (503, {"Retry-After": "0"}, {"ok": False})
+    scripted.enqueue("Hello.")
+    with caplog.at_level("WARNING", logger="chinwag.hooks"):
+        post(app, mention(f"<@{BOT}> hi"))
+        assert [body["text"] for body in posts(slack, 1)] == ["Hello."]
+    assert len([c for c in slack.calls if c.path.startswith("/users.info")]) == 4  # all tries
+    assert "User: hi" in scripted.requests[0].prompt
+    assert "HTTP 503 on each of 4 tries" in caplog.text
+
+
 def test_a_reply_in_a_thread_goes_to_that_thread_and_remembers_it(
         app: TestClient, slack: FakeAPI, scripted: ScriptedBackend) -> None:
     scripted.enqueue("Hello Alice.", "You said your name is Alice.")
