@@ -123,7 +123,7 @@ TEST_PERSONAS = Path(__file__).parent / "data" / "personas"
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One server for the session, without an API key, with the built-in personas and those
-    of tests/data/personas (``counter``, ``recall``)."""
+    of tests/data/personas (``counter``, ``long-counter``, ``recall``)."""
     s = start_server(tmp_path_factory.mktemp("serve"),
                      env={"CHINWAG_PERSONAS": str(TEST_PERSONAS)})
     yield s

@@ -75,7 +75,7 @@ def test_person_chats_interrupts_changes_settings_and_leaves() -> None:
         assert "Bertha:" not in ask(child, "Here is a question on two lines:")  # still typing
         assert "Bertha:" in ask(child, 'where is the well?"""')
 
-        switched = ask(child, "/persona counter")
+        switched = ask(child, "/persona long-counter")  # counts for longer than Ctrl-C takes
         assert "Now talking to Counter" in switched
         # The history is kept across /persona, and Bertha's first answer was sampled: a fresh
         # conversation makes the greedy counter's answer the same on every run.

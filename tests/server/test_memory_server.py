@@ -15,15 +15,18 @@ from chinwag.store import Store
 
 pytestmark = pytest.mark.slow
 
-LONG_COUNTER = """\
+# The example counts to 100 and the model copies its length whatever it is asked: the answer
+# the server is killed in is still being written on a busy machine (one counting to 12 can end
+# first).
+LONG_COUNTER = f"""\
 name: counter
 character: Counter
 description: a machine that counts out loud
-system_prompt: "{name} is {description}. It always counts as far as it is asked."
+system_prompt: "{{name}} is {{description}}. It always counts as far as it is asked."
 examples:
-  - user: Count from 1 to 12.
-    assistant: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12.
-sampling: {temperature: 0, repeat_penalty: 1.0, max_tokens: 600}
+  - user: Count from 1 to 100.
+    assistant: {", ".join(str(i) for i in range(1, 101))}.
+sampling: {{temperature: 0, repeat_penalty: 1.0, max_tokens: 250}}
 """
 
 

@@ -161,14 +161,14 @@ def test_npc_api_on_the_real_model(server: Any) -> None:
 def test_a_client_that_leaves_cancels_its_turn_and_it_is_forgotten(server: Any) -> None:
     body = {"npc": "counter-1", "player": "p-leaves", "text": "Count from 1 to 500.",
             "thinking_after": 0}
-    with httpx.stream("POST", f"{server.url}/npc/counter/talk", json=body,
+    with httpx.stream("POST", f"{server.url}/npc/long-counter/talk", json=body,
                       timeout=120) as streamed:
         assert streamed.status_code == 200
         for line in streamed.iter_lines():
             if line.startswith("event:"):
-                break  # leave at the first event, long before 40 tokens are counted
+                break  # leave at the first event, long before 2,000 tokens are counted
     # the next line waits for the NPC to let go of the first (cancelled, taken back)
-    plain = httpx.post(f"{server.url}/npc/counter/talk", timeout=120, json={
+    plain = httpx.post(f"{server.url}/npc/long-counter/talk", timeout=120, json={
         **body, "text": "Count from 1 to 3.", "stream": False})
     assert plain.status_code == 200, plain.text
     exported = httpx.get(f"{server.url}/conversations/{plain.json()['conversation']}",

@@ -2,7 +2,7 @@
 
 One ``chinwag serve`` for the module, with two models (``--llm default --llm smollm2
 --models-max 1``), one place to generate (``--parallel 1``, so a queue forms on demand) and the
-test personas (``counter`` counts, ``recall``). These tests check what a person sees: the name
+test personas (``counter`` and ``long-counter`` count, ``recall``). These tests check what a person sees: the name
 form, answers streamed and rendered safely, the conversations list (open, continue, rename,
 delete, export), Stop, Regenerate, Edit, Copy, persona and model pickers, pinned facts, the place
 in the queue, accessibility (axe-core, no serious or critical violation) and that no request
@@ -43,7 +43,7 @@ AXE = Path(__file__).parents[1] / "support" / "vendor" / "axe.min.js"
 ARTIFACTS = Path(__file__).parents[1] / "artifacts" / "web"
 WIDE = {"width": 1280, "height": 860}
 NARROW = {"width": 390, "height": 844}
-TEST_PERSONAS = Path(__file__).parents[1] / "data" / "personas"  # counter, recall
+TEST_PERSONAS = Path(__file__).parents[1] / "data" / "personas"  # counter, long-counter, recall
 
 HOSTILE_MARKDOWN = (
     "**hi** <script>window.pwned = 1</script><img src=x onerror=\"window.pwned = 1\">"
@@ -320,7 +320,7 @@ def test_rename_export_and_delete_a_conversation_and_pin_facts(
 
 def test_stop_keeps_the_partial_answer_marked_stopped(open_page: Callable[..., Page]) -> None:
     page = open_page(user="Dee")
-    page.select_option("#persona", "counter")
+    page.select_option("#persona", "long-counter")
     setting(page, "max_tokens", "400")
     page.fill("#prompt", "Count from 1 to 1000.")
     page.press("#prompt", "Enter")
@@ -353,7 +353,7 @@ def test_a_queued_request_shows_its_place(open_page: Callable[..., Page],
 
     def occupy(user: str, reached: threading.Event, event: str) -> None:
         body = {"user": user, "text": "Count from 1 to 1000.", "params": {"max_tokens": 1500}}
-        with httpx.stream("POST", f"{server_url}/chat/counter", json=body,
+        with httpx.stream("POST", f"{server_url}/chat/long-counter", json=body,
                           timeout=120) as reply:
             for line in reply.iter_lines():
                 if line == f"event: {event}":
