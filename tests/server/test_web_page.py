@@ -2,11 +2,12 @@
 
 One ``chinwag serve`` for the module, with two models (``--llm default --llm smollm2
 --models-max 1``), one place to generate (``--parallel 1``, so a queue forms on demand) and the
-test personas (``counter`` and ``long-counter`` count, ``recall``). These tests check what a person sees: the name
-form, answers streamed and rendered safely, the conversations list (open, continue, rename,
-delete, export), Stop, Regenerate, Edit, Copy, persona and model pickers, pinned facts, the place
-in the queue, accessibility (axe-core, no serious or critical violation) and that no request
-leaves the machine. Screenshots of the main states go to ``tests/artifacts/web/``.
+test personas (``counter`` and ``long-counter`` count, ``recall``). These tests check what a
+person sees: the name form, answers streamed and rendered safely, the conversations list (open,
+continue, rename, delete, export), Stop, Regenerate, Edit, Copy, persona and model pickers,
+pinned facts, the place in the queue, accessibility (axe-core, no serious or critical violation)
+and that no request leaves the machine. Screenshots of the main states go to
+``tests/artifacts/web/``.
 """
 
 from __future__ import annotations
