@@ -90,6 +90,7 @@ def test_person_chats_interrupts_changes_settings_and_leaves() -> None:
         assert "1999" not in interrupted
         child.expect_exact(PROMPT_UP)
         ask(child, "/set max_tokens 12")
+        assert "new conversation" in ask(child, "/reset")  # the stopped answer's length varies
         after = ask(child, "Count from 1 to 5.")  # the engine is free again after Ctrl-C
         assert "Counter:" in after and "1, 2" in after.split("Counter:", 1)[1]
 

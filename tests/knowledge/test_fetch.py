@@ -133,7 +133,7 @@ def test_gzip_bomb_is_counted_after_decompression(pages: PageServer) -> None:
 def test_trickled_body_times_out_at_total_timeout(pages: PageServer) -> None:
     started = time.monotonic()
     assert refusal(pages.url("/slow"), local(total_timeout=0.3)).code == "timeout"
-    assert time.monotonic() - started < 0.3 + 0.7  # cut at the deadline, not at the body's end
+    assert time.monotonic() - started < 3.0  # cut near the deadline, not at the body's end (4 s)
 
 
 def test_trickled_body_is_fetched_within_a_longer_total_timeout(pages: PageServer) -> None:

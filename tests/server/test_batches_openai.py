@@ -84,24 +84,26 @@ def test_a_batch_continues_after_the_server_is_killed(
     first = make_server(*args)
     rows = [chat_line(i, 16) for i in range(16)]
     file_id = httpx.post(f"{first.url}/v1/files", files={"file": ("in.jsonl", jsonl(rows))},
-                         data={"purpose": "batch"}).json()["id"]
+                         data={"purpose": "batch"}, timeout=30).json()["id"]
     batch_id = httpx.post(f"{first.url}/v1/batches", json={
         "input_file_id": file_id, "endpoint": "/v1/chat/completions",
-        "completion_window": "24h"}).json()["id"]
+        "completion_window": "24h"}, timeout=30).json()["id"]
+
+    def found(server: Any) -> dict[str, Any]:
+        return dict(httpx.get(f"{server.url}/v1/batches/{batch_id}", timeout=30).json())
 
     def completed(server: Any) -> int:
-        found = httpx.get(f"{server.url}/v1/batches/{batch_id}").json()
-        return int(found["request_counts"]["completed"])
+        return int(found(server)["request_counts"]["completed"])
 
     wait_until(lambda: completed(first) >= 3, seconds=300, what="three lines done")
     first.process.kill()  # SIGKILL: nothing is saved on the way out
     first.process.wait()
 
     second = make_server(*args)
-    wait_until(lambda: httpx.get(f"{second.url}/v1/batches/{batch_id}").json()["status"]
-               == "completed", seconds=300, what="the batch completed after the restart")
-    done = httpx.get(f"{second.url}/v1/batches/{batch_id}").json()
+    wait_until(lambda: found(second)["status"] == "completed", seconds=300,
+               what="the batch completed after the restart")
+    done = found(second)
     assert done["request_counts"] == {"total": 16, "completed": 16, "failed": 0}
-    text = httpx.get(f"{second.url}/v1/files/{done['output_file_id']}/content").text
+    text = httpx.get(f"{second.url}/v1/files/{done['output_file_id']}/content", timeout=30).text
     ids = [json.loads(line)["custom_id"] for line in text.splitlines()]
     assert sorted(ids) == sorted(f"c{i}" for i in range(16))  # each exactly once

@@ -18,12 +18,25 @@ pytestmark = pytest.mark.slow
 
 MODEL = "gemma-3-270m-q4_k_m"
 ADMITTED = 'chinwag_engine_generations_total{event="admitted"}'
+COUNTING = [{"role": "user", "content": "Count from 1 to 100."},
+            {"role": "assistant", "content": ", ".join(str(i) for i in range(1, 101)) + "."},
+            {"role": "user", "content": "Count from 1 to 100 again."}]
+"""Greedy, the model copies the count for all of ``max_tokens`` 300 (seconds of work): the
+answers being given cannot end before every request has reached the server."""
+
+
+def held(url: str) -> float:
+    """How many requests the server holds: in its queue, waiting for a slot, or generating."""
+    return sum(metric(url, name) for name in
+               ("chinwag_queue_depth", "chinwag_engine_waiting", "chinwag_engine_active"))
 
 
 async def abandon(url: str, n: int, stream: bool) -> None:
-    """``n`` chat requests at once, each given up by its client after 0.5 s."""
-    body = {"model": MODEL, "max_tokens": 300, "stream": stream,
-            "messages": [{"role": "user", "content": "Tell me a very long story about goats."}]}
+    """``n`` chat requests at once, each given up by its client once the server holds all
+    ``n`` (so that every one has reached the server, however busy the machine)."""
+    body = {"model": MODEL, "max_tokens": 300, "stream": stream, "temperature": 0,
+            "messages": COUNTING}
+    leave = asyncio.Event()
 
     async def one(client: httpx.AsyncClient) -> None:
         async def read() -> None:
@@ -31,12 +44,22 @@ async def abandon(url: str, n: int, stream: bool) -> None:
                 async for _ in reply.aiter_bytes():
                     pass
 
-        with contextlib.suppress(TimeoutError, httpx.HTTPError):
-            await asyncio.wait_for(read(), 0.5)
+        reading, told = asyncio.ensure_future(read()), asyncio.ensure_future(leave.wait())
+        await asyncio.wait({reading, told}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (reading, told):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
+                await task
 
     limits = httpx.Limits(max_connections=n, max_keepalive_connections=0)
     async with httpx.AsyncClient(timeout=60, limits=limits) as client:
-        await asyncio.gather(*(one(client) for _ in range(n)))
+        clients = [asyncio.ensure_future(one(client)) for _ in range(n)]
+        deadline = asyncio.get_running_loop().time() + 60
+        while await asyncio.to_thread(held, url) < n:
+            assert asyncio.get_running_loop().time() < deadline, "the requests never arrived"
+            await asyncio.sleep(0.05)
+        leave.set()
+        await asyncio.gather(*clients)
 
 
 @pytest.mark.parametrize("stream", [True, False], ids=["streaming", "not-streaming"])

@@ -72,19 +72,19 @@ def test_the_openai_client_alternates_models_each_answering_with_its_own_templat
 
 
 def test_requests_on_the_model_being_evicted_finish_before_it_goes(swapping: Any) -> None:
-    events: list[str] = []
+    """A request for another model, while a long answer streams from the loaded one: the
+    stream runs to its end (not cut by the eviction), then the other model is loaded."""
     lines: list[str] = []
     started = threading.Event()
 
     def long_answer() -> None:
         with httpx.stream("POST", f"{swapping.url}/v1/chat/completions", timeout=300, json={
-                "model": "default", "stream": True, "max_tokens": 48, "temperature": 0,
+                "model": "default", "stream": True, "max_tokens": 200, "temperature": 0,
                 "messages": [{"role": "user", "content": "Tell me a long story."}]}) as r:
             for line in r.iter_lines():
                 if line.startswith("data:"):
                     lines.append(line)
                     started.set()
-        events.append("default done")
 
     reader = threading.Thread(target=long_answer)
     reader.start()
@@ -92,10 +92,8 @@ def test_requests_on_the_model_being_evicted_finish_before_it_goes(swapping: Any
     other = httpx.post(f"{swapping.url}/v1/chat/completions", timeout=300, json={
         "model": "smollm2", "max_tokens": 4,
         "messages": [{"role": "user", "content": "Hi"}]})
-    events.append("smollm2 done")
     reader.join(120)
     assert other.status_code == 200, other.text
-    assert events == ["default done", "smollm2 done"]
     assert lines[-1] == "data: [DONE]"  # the stream on the evicted model ran to its end
     assert '"finish_reason": "length"' in lines[-2] or '"finish_reason": "stop"' in lines[-2]
     assert statuses(swapping.url) == {GEMMA: "unloaded", "smollm2": "loaded"}

@@ -23,7 +23,7 @@ FEED = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>Limbo news</t
 <item><title>Rain expected</title><link>http://limbo.test/rain</link>
 <description>Bring a cloak.</description></item>
 </channel></rss>"""  # three items, newest first
-SLOW_BYTES, SLOW_GAP = 10, 0.1  # the slow route: 10 bytes, one each 0.1 s (~1 s in all)
+SLOW_BYTES, SLOW_GAP = 40, 0.1  # the slow route: 40 bytes, one each 0.1 s (~4 s in all)
 
 
 @dataclass

@@ -19,6 +19,7 @@ from nacl.encoding import HexEncoder
 from nacl.signing import SigningKey
 from slack_sdk.signature import SignatureVerifier
 
+from chinwag.server.hooks.turns import APOLOGY
 from support.platforms import FakeAPI, fake_api
 from support.server import hook_events
 from support.waiting import wait_until
@@ -67,7 +68,7 @@ def test_slack_mention_is_answered_in_its_thread_by_the_model(
     wait_until(lambda: slack.to("/chat.postMessage"), seconds=180, what="the Slack answer")
     [post] = slack.to("/chat.postMessage")
     assert post.body["channel"] == "C1" and post.body["thread_ts"] == "1700.5"
-    assert post.body["text"].strip() and not post.body["text"].startswith("Sorry")
+    assert post.body["text"].strip() and post.body["text"] != APOLOGY
     assert post.headers["authorization"] == "Bearer xoxb-real"
 
 
@@ -85,7 +86,7 @@ def test_slack_slash_command_is_answered_at_its_response_url(
     wait_until(lambda: slack.to("/commands/T1/9/x"), seconds=180, what="the command's answer")
     [post] = slack.to("/commands/T1/9/x")
     assert post.body["response_type"] == "in_channel"
-    assert post.body["text"].strip() and not post.body["text"].startswith("Sorry")
+    assert post.body["text"].strip() and post.body["text"] != APOLOGY
 
 
 def test_discord_ask_is_deferred_then_edited_with_the_models_answer(
@@ -107,7 +108,7 @@ def test_discord_ask_is_deferred_then_edited_with_the_models_answer(
         wait_until(lambda: hook_events(server, "discord", "answered") == 1, seconds=180,
                    what="the Discord answer")
     content = discord.to(original)[-1].body["content"]  # earlier edits: the answer so far
-    assert content.strip() and not content.startswith("Sorry") and len(content) <= 2000
+    assert content.strip() and content != APOLOGY and len(content) <= 2000
     bad = httpx.post(f"{url}/hooks/discord", content=body, timeout=30, headers={
         "X-Signature-Timestamp": ts, "X-Signature-Ed25519": "00" * 64})
     assert bad.status_code == 401
@@ -126,4 +127,4 @@ def test_teams_message_is_answered_in_the_response(url: str) -> None:
     assert reply.status_code == 200
     answer = reply.json()
     assert answer["type"] == "message" and answer["text"].strip()
-    assert not answer["text"].startswith("Sorry")
+    assert answer["text"] != APOLOGY
