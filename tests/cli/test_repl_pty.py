@@ -33,8 +33,10 @@ def spawn(*args: str) -> pexpect.spawn:
     env.update(TERM="xterm-256color", PROMPT_TOOLKIT_NO_CPR="1", CHINWAG_PERSONAS=str(PERSONAS),
                CHINWAG_CACHE_DIR=os.environ.get("CHINWAG_CACHE_DIR", str(Path.home() / ".cache"
                                                                          / "chinwag")))
+    # timeout: a deadline, not a wait; beside three busy loops, prefilling long-counter and
+    # counting to 12 took 76 s
     child = pexpect.spawn(sys.executable, ["-m", "chinwag", "chat", *args], env=env,
-                          encoding="utf-8", timeout=120, dimensions=(50, 200))
+                          encoding="utf-8", timeout=300, dimensions=(50, 200))
     child.expect_exact(PROMPT_UP)
     return child
 
